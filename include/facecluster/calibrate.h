@@ -1,0 +1,50 @@
+// Self-calibration for clustering without labels (docs/calibration.md): a two-component
+// mixture fitted to the kNN similarities turns each graph distance into a calibrated
+// 1 - P(same identity), the scale the method's constants were designed for.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "facecluster/graph.h"
+
+namespace facecluster {
+
+struct Mixture {
+  double same_mean = 0, same_sd = 0, diff_mean = 0, diff_sd = 0, same_weight = 0;
+  int iterations = 0;
+};
+
+// Fits two Gaussians (same / different identity) to similarity values by EM. Deterministic.
+Mixture fit_mixture(const std::vector<float>& similarity);
+
+// P(same | s), made non-decreasing in s.
+class SameProbability {
+ public:
+  SameProbability() = default;
+  SameProbability(const Mixture& m, double lo, double hi);
+  double operator()(double s) const;
+  // The similarity where P(same) crosses 0.5.
+  double threshold() const { return threshold_; }
+
+ private:
+  double lo_ = 0, hi_ = 1;
+  std::vector<double> table_;
+  double threshold_ = 0.5;
+};
+
+struct Calibration {
+  Mixture mixture;
+  SameProbability same;
+  GraphParams params;  // what the graph stage should run with
+  double tau = 0;      // linking threshold (0: keep the caller's)
+  std::vector<std::string> notes;
+};
+
+// Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned).
+Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
+
+// The same graph with calibrated distances 1 - P(same); neighbour order is unchanged.
+KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
+
+}  // namespace facecluster

@@ -1,0 +1,69 @@
+// The graph stage (SPEC sections 4 and 5): transition probabilities, NDDE density, TPDi
+// distance, density-peak parent selection, and connected components. Memory O(N k); OpenMP
+// across rows; results do not depend on the number of threads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "facecluster/types.h"
+
+namespace facecluster {
+
+struct GraphParams {
+  std::string density = "approximate_NDDe";  // or "NDDe" (the paper's full diffusion)
+  int ndde_k = 20;            // neighbours used for the density
+  double ndde_sigma = 0.5;    // density temperature
+  double ndde_d = 0.1;        // full NDDE: damping (mass kept per step)
+  double ndde_epsilon = 0.05; // full NDDE: stop when the L1 change is below this
+  int ndde_max_iter = 1000;   // full NDDE: safety cap on iterations
+  bool use_tpdi = true;       // link by TPDi (else by the kNN / learned distance)
+  double tpdi_sigma = 0.05;   // TPDi temperature, over all k neighbours
+  int max_conn = 1;           // parents per row
+  int threads = 0;            // 0: OpenMP default
+};
+
+// Checks a graph before the stage runs: index range, -1 padding only at a row's end, no NaN or
+// negative distance, rows sorted ascending. `source` names the input in the message.
+void validate_graph(const KnnGraph& g, const std::string& source);
+
+// Row-normalised transition probabilities over the first k entries of each row:
+// p_ij = exp(-d_ij / sigma) / (sum_l exp(-d_il / sigma) + 1e-5). Returns n * k values
+// (0 for padding). With take_sqrt, returns sqrt(p_ij) (what TPDi needs).
+std::vector<float> transition_probabilities(const KnnGraph& g, int k, double sigma, bool take_sqrt, int threads = 0);
+
+// NDDE as the release runs it: one diffusion step from unit mass, rho_j = sum_i p_ij.
+std::vector<double> density_one_step(const KnnGraph& g, int k, double sigma, int threads = 0);
+
+// NDDE as the paper defines it: rho <- d rho + (1 - d) P^T rho from rho = 1/N with P's
+// diagonal zeroed, until the L1 change < epsilon. Sparse, O(N k). Reports iterations used.
+std::vector<double> density_full(const KnnGraph& g, int k, double sigma, double d, double epsilon, int max_iter,
+                                 int threads = 0, int* iterations = nullptr);
+
+std::vector<double> compute_density(const KnnGraph& g, const GraphParams& p);
+
+// TPDi(i, j) = 1 - sum over l in N(i) and N(j) of sqrt(q_il q_jl), for one pair; sq holds
+// sqrt(q) from transition_probabilities(g, g.k, tpdi_sigma, true). Slow; for tools and tests.
+double tpdi_pair(const KnnGraph& g, const std::vector<float>& sq, int64_t i, int64_t j);
+
+// Parents of each row: the first max_conn neighbours j != i, in ascending linking distance
+// (TPDi, or the graph distance when use_tpdi is off; ties keep neighbour rank order), with
+// density[j] >= density[i]. parent[i * max_conn + c] = -1 when there is none.
+struct Links {
+  int max_conn = 1;
+  std::vector<int32_t> parent;
+  std::vector<float> dist;
+};
+Links select_parents(const KnnGraph& g, const std::vector<double>& density, const GraphParams& p);
+
+// Connected components of the edges i -> parent with dist < tau. Labels are 0..C-1 in order of
+// each component's first row.
+Labels link_components(const Links& links, double tau);
+
+struct GraphResult {
+  std::vector<double> density;
+  Links links;
+};
+GraphResult run_graph_stage(const KnnGraph& g, const GraphParams& p);
+
+}  // namespace facecluster

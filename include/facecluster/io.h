@@ -1,0 +1,50 @@
+// Reading and writing the release's formats (SPEC section 1). Every reader checks sizes and
+// content and throws facecluster::Error naming the file; every writer writes a temporary file
+// in the target folder and renames it, so no half-written output is ever left behind.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "facecluster/types.h"
+
+namespace facecluster {
+
+// Raw little-endian float32, no header; N = bytes / (4 * dim).
+Matrix read_features_bin(const std::string& path, int64_t dim);
+void write_features_bin(const std::string& path, const Matrix& m);
+
+// numpy .npy, 2-D, float32 or float64, C order.
+Matrix read_features_npy(const std::string& path);
+void write_features_npy(const std::string& path, const Matrix& m);
+
+// By extension: .npy reads its own shape; anything else is .bin and needs dim > 0.
+Matrix read_features(const std::string& path, int64_t dim);
+
+// Checks for NaN/Inf and all-zero rows, then scales every row to unit length.
+void normalize_rows(Matrix& m, const std::string& source);
+// Only the NaN/Inf/zero-row check.
+void check_finite_rows(const Matrix& m, const std::string& source);
+
+// One integer label per line.
+Labels read_labels(const std::string& path);
+void write_labels(const std::string& path, const Labels& labels);
+
+// kNN cache: .npz with array `data` of shape (N, 2, k), float32 or float64. Rows are sorted by
+// distance on load; tiny negative distances (> -1e-3) are clamped to 0. expected_n < 0 skips
+// the row-count check.
+KnnGraph read_knn_npz(const std::string& path, int64_t expected_n = -1);
+void write_knn_npz(const std::string& path, const KnnGraph& g, bool compress = false);
+
+// Writes a file atomically: `fill` writes to the temporary path it is given; on success the
+// temporary file replaces `path`, on failure (exception) it is removed.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& fill);
+
+// Text output helpers (atomic).
+void write_text_file(const std::string& path, const std::string& content);
+std::string read_text_file(const std::string& path);
+
+// Throws if the folder holding `path` does not exist.
+void check_parent_dir(const std::string& path);
+
+}  // namespace facecluster

@@ -1,0 +1,32 @@
+// kNN graph construction on L2-normalised rows (inner product = cosine), with faiss.
+#pragma once
+
+#include <string>
+
+#include "facecluster/types.h"
+
+namespace facecluster {
+
+struct KnnOptions {
+  int k = 80;                  // neighbours per row, the row itself included; clamped to N
+  std::string index = "flat";  // flat (exact), ivf (IVF-Flat), hnsw (HNSW-Flat)
+  int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
+  int ivf_nprobe = 32;
+  int hnsw_m = 32;
+  int hnsw_ef_construction = 80;
+  int hnsw_ef_search = 128;    // raised to at least k
+  int threads = 0;             // 0: OpenMP default
+  uint64_t seed = 1234;        // IVF training sample
+};
+
+// Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending.
+// An approximate index may return fewer than k; missing entries are -1.
+KnnGraph build_knn(const Matrix& normalized, const KnnOptions& opt);
+
+// Exact search by brute force (no faiss); the test oracle and the recall reference.
+KnnGraph brute_force_knn(const Matrix& normalized, int k, const std::vector<int64_t>& queries = {});
+
+// recall@k of `g` against exact search on `sample` random rows (all rows when sample >= N).
+double knn_recall(const Matrix& normalized, const KnnGraph& g, int64_t sample, uint64_t seed = 7);
+
+}  // namespace facecluster

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of facecluster from Debian's packages.
+# Safe to run again: apt-get install is a no-op for packages already present.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake ninja-build pkg-config \
+  libtorch-dev libfaiss-dev libopenblas-dev libyaml-cpp-dev libcli11-dev \
+  libzip-dev zlib1g-dev libomp-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev \
+  pybind11-dev python3-dev python3-numpy python3-pytest >/dev/null
+echo "facecluster: dependencies installed"

@@ -1,0 +1,50 @@
+#include <omp.h>
+
+#include <csignal>
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+#include "facecluster/error.h"
+#include "facecluster/log.h"
+
+namespace {
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) { g_interrupted = 1; }
+bool interrupted() { return g_interrupted != 0; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"facecluster: cluster face embeddings by identity (NDDE density, TPDi distance, density-peak linking)"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--threads", threads, "worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("-q,--quiet", quiet, "no stage log lines");
+  std::map<CLI::App*, std::function<void()>> runs;
+  using namespace facecluster::cli;
+  for (auto add : {add_synth, add_evaluate, add_knn, add_cluster, add_demo}) {
+    auto run = add(app);
+    runs[app.get_subcommands({}).back()] = run;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+  facecluster::set_log_level(quiet ? 0 : 1);
+  std::signal(SIGINT, on_sigint);
+  facecluster::set_interrupt_hook(&interrupted);
+  try {
+    for (auto* sub : app.get_subcommands()) runs.at(sub)();
+  } catch (const facecluster::Interrupted&) {
+    std::fprintf(stderr, "facecluster: interrupted\n");
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "facecluster: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,127 @@
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <algorithm>
+#include <fstream>
+#include <vector>
+
+#include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "npy.h"
+
+namespace facecluster {
+namespace fs = std::filesystem;
+
+static void require_file(const std::string& path) {
+  FC_CHECK(fs::exists(path), "cannot open " << path << ": no such file");
+  FC_CHECK(fs::is_regular_file(path), "cannot open " << path << ": not a regular file");
+}
+
+Matrix read_features_bin(const std::string& path, int64_t dim) {
+  FC_CHECK(dim > 0, "features file " << path << ": the feature dimension must be given and > 0 (got " << dim << ")");
+  require_file(path);
+  const auto bytes = static_cast<int64_t>(fs::file_size(path));
+  FC_CHECK(bytes > 0, "features file " << path << " is empty");
+  const int64_t row_bytes = 4 * dim;
+  FC_CHECK(bytes % row_bytes == 0, "features file " << path << " has " << bytes << " bytes, not a multiple of 4 x "
+                                                    << dim << " (wrong feature_dim?)");
+  Matrix m(bytes / row_bytes, dim);
+  std::ifstream in(path, std::ios::binary);
+  FC_CHECK(in, "cannot open " << path);
+  in.read(reinterpret_cast<char*>(m.data.data()), bytes);
+  FC_CHECK(in.gcount() == bytes, "features file " << path << ": short read");
+  return m;
+}
+
+void write_features_bin(const std::string& path, const Matrix& m) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    FC_CHECK(out, "cannot open " << tmp << " for writing");
+    out.write(reinterpret_cast<const char*>(m.data.data()), static_cast<std::streamsize>(m.data.size() * 4));
+    out.close();
+    FC_CHECK(out, "write to " << path << " failed (disk full?)");
+  });
+}
+
+Matrix read_features_npy(const std::string& path) {
+  require_file(path);
+  const auto bytes = static_cast<size_t>(fs::file_size(path));
+  std::ifstream in(path, std::ios::binary);
+  FC_CHECK(in, "cannot open " << path);
+  std::string head(std::min<size_t>(bytes, 1 << 16), '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  NpyHeader h = parse_npy_header(head.data(), head.size(), path);
+  FC_CHECK(h.shape.size() == 2, "features file " << path << ": expected a 2-D array, got " << h.shape.size() << "-D");
+  FC_CHECK(h.shape[0] > 0 && h.shape[1] > 0,
+           "features file " << path << " is empty (shape " << h.shape[0] << " x " << h.shape[1] << ")");
+  FC_CHECK(h.kind == 'f' && (h.word == 4 || h.word == 8),
+           "features file " << path << ": expected float32 or float64, got " << h.kind << h.word);
+  const size_t payload = static_cast<size_t>(h.count()) * h.word;
+  FC_CHECK(bytes >= h.data_offset + payload, "features file " << path << " is truncated: " << bytes << " bytes, need "
+                                                            << h.data_offset + payload);
+  Matrix m(h.shape[0], h.shape[1]);
+  in.seekg(static_cast<std::streamoff>(h.data_offset));
+  if (h.word == 4) {
+    in.read(reinterpret_cast<char*>(m.data.data()), static_cast<std::streamsize>(payload));
+    FC_CHECK(in, "features file " << path << ": short read");
+  } else {
+    const int64_t chunk = 1 << 20;
+    std::vector<char> buf(static_cast<size_t>(chunk) * 8);
+    for (int64_t done = 0; done < h.count(); done += chunk) {
+      const int64_t c = std::min(chunk, h.count() - done);
+      in.read(buf.data(), c * 8);
+      FC_CHECK(in, "features file " << path << ": short read");
+      npy_convert_to_float(h, buf.data(), c, m.data.data() + done, path);
+    }
+  }
+  return m;
+}
+
+void write_features_npy(const std::string& path, const Matrix& m) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    FC_CHECK(out, "cannot open " << tmp << " for writing");
+    const std::string header = npy_header("<f4", {m.rows, m.cols});
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    out.write(reinterpret_cast<const char*>(m.data.data()), static_cast<std::streamsize>(m.data.size() * 4));
+    out.close();
+    FC_CHECK(out, "write to " << path << " failed (disk full?)");
+  });
+}
+
+Matrix read_features(const std::string& path, int64_t dim) {
+  if (fs::path(path).extension() == ".npy") {
+    Matrix m = read_features_npy(path);
+    FC_CHECK(dim <= 0 || m.cols == dim, "features file " << path << " has dimension " << m.cols << " but " << dim
+                                                          << " was configured");
+    return m;
+  }
+  return read_features_bin(path, dim);
+}
+
+void check_finite_rows(const Matrix& m, const std::string& source) {
+  FC_CHECK(m.rows > 0 && m.cols > 0, source << ": no features (empty input)");
+  for (int64_t i = 0; i < m.rows; ++i) {
+    const float* r = m.row(i);
+    double ss = 0;
+    for (int64_t c = 0; c < m.cols; ++c) {
+      FC_CHECK(std::isfinite(r[c]), source << ": row " << i << " column " << c << " is " << r[c] << " (NaN/Inf)");
+      ss += double(r[c]) * r[c];
+    }
+    FC_CHECK(ss > 0, source << ": row " << i << " is all zeros and has no direction");
+  }
+}
+
+void normalize_rows(Matrix& m, const std::string& source) {
+  check_finite_rows(m, source);
+#pragma omp parallel for schedule(static) if (m.rows > 10000)
+  for (int64_t i = 0; i < m.rows; ++i) {
+    float* r = m.row(i);
+    double ss = 0;
+    for (int64_t c = 0; c < m.cols; ++c) ss += double(r[c]) * r[c];
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+    for (int64_t c = 0; c < m.cols; ++c) r[c] *= inv;
+  }
+}
+
+}  // namespace facecluster

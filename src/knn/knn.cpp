@@ -1,0 +1,142 @@
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "facecluster/error.h"
+#include "facecluster/knn.h"
+#include "facecluster/log.h"
+
+namespace facecluster {
+namespace {
+
+// Restores the OpenMP thread count on scope exit.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads) {
+#ifdef _OPENMP
+    saved_ = omp_get_max_threads();
+    if (threads > 0) omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+  }
+  ~ThreadScope() {
+#ifdef _OPENMP
+    omp_set_num_threads(saved_);
+#endif
+  }
+
+ private:
+  int saved_ = 1;
+};
+
+// Converts one faiss result row (inner products, int64 ids) into a graph row with the query
+// itself first.
+void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k, KnnGraph& g) {
+  int32_t* nb = g.nbr_row(i);
+  float* d = g.dist_row(i);
+  int self_at = -1;
+  for (int j = 0; j < k; ++j) {
+    nb[j] = ids[j] < 0 ? -1 : static_cast<int32_t>(ids[j]);
+    d[j] = ids[j] < 0 ? std::numeric_limits<float>::infinity() : std::max(0.f, 1.f - ip[j]);
+    if (nb[j] == i && self_at < 0) self_at = j;
+  }
+  if (self_at == 0) return;
+  if (self_at < 0) self_at = k - 1;  // not found (approximate search): make room at the end
+  for (int j = self_at; j > 0; --j) {
+    nb[j] = nb[j - 1];
+    d[j] = d[j - 1];
+  }
+  nb[0] = static_cast<int32_t>(i);
+  d[0] = 0.f;
+}
+
+std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt, std::unique_ptr<faiss::Index>& quantizer) {
+  const int d = static_cast<int>(x.cols);
+  if (opt.index == "flat") return std::make_unique<faiss::IndexFlatIP>(d);
+  if (opt.index == "hnsw") {
+    FC_CHECK(opt.hnsw_m >= 2, "hnsw M must be >= 2, got " << opt.hnsw_m);
+    auto idx = std::make_unique<faiss::IndexHNSWFlat>(d, opt.hnsw_m, faiss::METRIC_INNER_PRODUCT);
+    idx->hnsw.efConstruction = std::max(opt.hnsw_ef_construction, opt.hnsw_m);
+    idx->hnsw.efSearch = std::max(opt.hnsw_ef_search, opt.k);
+    return idx;
+  }
+  if (opt.index == "ivf") {
+    int64_t nlist = opt.ivf_nlist;
+    if (nlist <= 0) nlist = std::max<int64_t>(1, std::min<int64_t>(std::llround(4 * std::sqrt(double(x.rows))), x.rows / 39));
+    FC_CHECK(nlist <= x.rows, "ivf nlist " << nlist << " exceeds the number of rows " << x.rows);
+    quantizer = std::make_unique<faiss::IndexFlatIP>(d);
+    auto idx = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, static_cast<size_t>(nlist), faiss::METRIC_INNER_PRODUCT);
+    idx->nprobe = static_cast<size_t>(std::max(1, std::min<int>(opt.ivf_nprobe, static_cast<int>(nlist))));
+    // Train on a seeded sample of at most 256 points per list.
+    const int64_t nt = std::min<int64_t>(x.rows, nlist * 256);
+    std::vector<int64_t> rows(static_cast<size_t>(x.rows));
+    std::iota(rows.begin(), rows.end(), 0);
+    std::mt19937_64 rng(opt.seed);
+    std::shuffle(rows.begin(), rows.end(), rng);
+    std::vector<float> train(static_cast<size_t>(nt * x.cols));
+    for (int64_t t = 0; t < nt; ++t) std::copy(x.row(rows[t]), x.row(rows[t]) + x.cols, train.data() + t * x.cols);
+    StageTimer timer("ivf train (nlist " + std::to_string(nlist) + ", " + std::to_string(nt) + " points)");
+    idx->cp.seed = static_cast<int>(opt.seed);
+    idx->train(nt, train.data());
+    return idx;
+  }
+  FC_FAIL("unknown knn index '" << opt.index << "'; expected flat, ivf, hnsw");
+}
+
+}  // namespace
+
+KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
+  FC_CHECK(x.rows > 0 && x.cols > 0, "cannot build a kNN graph of an empty feature matrix");
+  FC_CHECK(opt.k >= 1, "k must be >= 1, got " << opt.k);
+  FC_CHECK(x.rows < (int64_t{1} << 31), "at most 2^31 - 1 rows are supported, got " << x.rows);
+  int k = opt.k;
+  if (k > x.rows) {
+    log_warn("k = " + std::to_string(k) + " exceeds the " + std::to_string(x.rows) + " rows; using k = " +
+             std::to_string(x.rows));
+    k = static_cast<int>(x.rows);
+  }
+  KnnOptions o = opt;
+  o.k = k;
+  ThreadScope threads(opt.threads);
+  std::unique_ptr<faiss::Index> quantizer;
+  std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);
+  {
+    StageTimer timer("knn add (" + o.index + ")");
+    const int64_t chunk = 65536;
+    Progress prog("knn add", x.rows);
+    for (int64_t s = 0; s < x.rows; s += chunk) {
+      check_interrupt();
+      index->add(std::min(chunk, x.rows - s), x.row(s));
+      prog.update(s);
+    }
+  }
+  KnnGraph g(x.rows, k);
+  {
+    StageTimer timer("knn search (" + o.index + ", k " + std::to_string(k) + ")");
+    const int64_t chunk = 8192;
+    std::vector<float> ip(static_cast<size_t>(chunk * k));
+    std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * k));
+    Progress prog("knn search", x.rows);
+    for (int64_t s = 0; s < x.rows; s += chunk) {
+      check_interrupt();
+      const int64_t m = std::min(chunk, x.rows - s);
+      index->search(m, x.row(s), k, ip.data(), ids.data());
+      for (int64_t r = 0; r < m; ++r) store_row(s + r, ip.data() + r * k, ids.data() + r * k, k, g);
+      prog.update(s + m);
+    }
+  }
+  return g;
+}
+
+}  // namespace facecluster
