@@ -18,7 +18,8 @@ struct SynthOptions {
   double cos_min = 0.30;      // within-identity target mean cosine, drawn uniformly
   double cos_max = 0.80;      //   from [cos_min, cos_max] per identity
   double two_mode_share = 0.15;  // identities with two modes (pose / age)
-  double mode_cos = 0.55;        // cosine between the two mode centres
+  double mode_cos = 0.70;        // cosine between the two mode centres
+  double quality_sigma = 0.25;   // per-face log-normal spread of the noise (image quality)
   double near_dup_share = 0.02;  // identities whose centre is placed near another's
   double near_dup_cos = 0.50;    // cosine between such centres
   double mislabel_share = 0.01;  // faces given another identity's label

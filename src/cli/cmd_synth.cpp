@@ -23,6 +23,8 @@ std::function<void()> add_synth(CLI::App& app) {
   cmd->add_option("--cos-min", opt->cos_min, "lowest within-identity mean cosine")->capture_default_str();
   cmd->add_option("--cos-max", opt->cos_max, "highest within-identity mean cosine")->capture_default_str();
   cmd->add_option("--two-mode-share", opt->two_mode_share, "share of identities with two modes")->capture_default_str();
+  cmd->add_option("--mode-cos", opt->mode_cos, "cosine between a two-mode identity's mode centres")->capture_default_str();
+  cmd->add_option("--quality-sigma", opt->quality_sigma, "per-face spread of the noise level")->capture_default_str();
   cmd->add_option("--near-dup-share", opt->near_dup_share, "share of identities placed near another")->capture_default_str();
   cmd->add_option("--mislabel-share", opt->mislabel_share, "share of faces with a wrong label")->capture_default_str();
   cmd->add_option("--cos-map", opt->cos_map, "cosine mapping: none, offset:A, noise:S (chain with ',')")->capture_default_str();

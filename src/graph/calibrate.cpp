@@ -28,11 +28,42 @@ Mixture fit_mixture(const std::vector<float>& s) {
   std::sort(sorted.begin(), sorted.end());
   auto q = [&](double p) { return double(sorted[static_cast<size_t>(p * double(sorted.size() - 1))]); };
   const double spread = std::max(1e-4, q(0.95) - q(0.05));
+  // Start EM from Otsu's split of the histogram (robust when one side dominates the counts).
+  const int bins = 256;
+  const double lo = sorted.front(), hi = std::max(double(sorted.back()), lo + 1e-6);
+  std::vector<double> hist(bins, 0.0);
+  for (float v : s) hist[std::min(bins - 1, static_cast<int>((v - lo) / (hi - lo) * bins))] += 1;
+  double total = 0, total_mu = 0;
+  for (int b = 0; b < bins; ++b) {
+    total += hist[b];
+    total_mu += hist[b] * (b + 0.5);
+  }
+  double w0 = 0, mu0 = 0, best = -1;
+  int split = bins / 2;
+  for (int b = 0; b < bins - 1; ++b) {
+    w0 += hist[b];
+    mu0 += hist[b] * (b + 0.5);
+    const double w1 = total - w0;
+    if (w0 <= 0 || w1 <= 0) continue;
+    const double m0 = mu0 / w0, m1 = (total_mu - mu0) / w1;
+    const double between = w0 * w1 * (m0 - m1) * (m0 - m1);
+    if (between > best) {
+      best = between;
+      split = b + 1;
+    }
+  }
+  const double cut = lo + (hi - lo) * split / bins;
+  double a0 = 0, a1 = 0, q0 = 0, q1 = 0, c0 = 0, c1 = 0;
+  for (float v : s) {
+    if (v < cut) a0 += v, q0 += double(v) * v, c0 += 1;
+    else a1 += v, q1 += double(v) * v, c1 += 1;
+  }
   Mixture m;
-  m.same_mean = q(0.9);
-  m.diff_mean = q(0.3);
-  m.same_sd = m.diff_sd = spread / 4;
-  m.same_weight = 0.3;
+  m.diff_mean = c0 > 0 ? a0 / c0 : q(0.3);
+  m.same_mean = c1 > 0 ? a1 / c1 : q(0.9);
+  m.diff_sd = c0 > 1 ? std::sqrt(std::max(1e-12, q0 / c0 - m.diff_mean * m.diff_mean)) : spread / 4;
+  m.same_sd = c1 > 1 ? std::sqrt(std::max(1e-12, q1 / c1 - m.same_mean * m.same_mean)) : spread / 4;
+  m.same_weight = std::clamp(c1 / double(s.size()), 0.01, 0.99);
   const double min_sd = spread / 200;
   const size_t n = s.size();
   for (int it = 0; it < 500; ++it) {

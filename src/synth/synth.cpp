@@ -139,9 +139,10 @@ SynthData make_synthetic(const SynthOptions& opt) {
       const int64_t row = perm[t];
       const float* mu = (two_mode[c] && u(r) < 0.5) ? mode_b.data() : centres.row(c);
       float* x = out.features.row(row);
+      const float sf = s * std::exp(static_cast<float>(opt.quality_sigma) * nd(r));
       double ss = 0;
       for (int64_t j = 0; j < d; ++j) {
-        x[j] = mu[j] + s * nd(r);
+        x[j] = mu[j] + sf * nd(r);
         ss += double(x[j]) * x[j];
       }
       const float inv = static_cast<float>(1.0 / std::sqrt(ss));

@@ -1,0 +1,52 @@
+#include <random>
+
+#include "facecluster/calibrate.h"
+#include "facecluster/error.h"
+#include "helpers.h"
+
+using namespace facecluster;
+
+TEST(Calibrate, ThresholdFallsInTheGapOfAKnownSplit) {
+  for (double same_share : {0.1, 0.3, 0.7}) {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> same(0.65, 0.95), diff(-0.05, 0.35);
+    std::vector<float> s;
+    for (int i = 0; i < 20000; ++i) s.push_back(static_cast<float>(i < same_share * 20000 ? same(rng) : diff(rng)));
+    const Mixture m = fit_mixture(s);
+    const SameProbability p(m, -0.05, 0.95);
+    EXPECT_GT(p.threshold(), 0.35) << same_share;
+    EXPECT_LT(p.threshold(), 0.65) << same_share;
+    EXPECT_NEAR(m.same_weight, same_share, 0.02);
+    EXPECT_LT(p(0.2), 0.05);
+    EXPECT_GT(p(0.8), 0.95);
+  }
+}
+
+TEST(Calibrate, SameProbabilityIsMonotone) {
+  Mixture m;
+  m.same_mean = 0.6;
+  m.same_sd = 0.02;  // narrow "same", wide "different": the raw posterior dips again at the top
+  m.diff_mean = 0.2;
+  m.diff_sd = 0.3;
+  m.same_weight = 0.3;
+  const SameProbability p(m, -0.5, 1.0);
+  double prev = -1;
+  for (double s = -0.5; s <= 1.0; s += 0.001) {
+    EXPECT_GE(p(s), prev - 1e-12);
+    prev = p(s);
+  }
+}
+
+TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
+  const KnnGraph g = fctest::random_graph(200, 10, 9, false);
+  const Calibration c = calibrate_graph(g, GraphParams{});
+  const KnnGraph out = apply_calibration(g, c);
+  for (int64_t i = 0; i < g.n; ++i) {
+    EXPECT_EQ(out.dist_row(i)[0], 0.f);
+    for (int j = 1; j < g.k; ++j) EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
+  }
+  EXPECT_EQ(out.nbrs, g.nbrs);
+  EXPECT_FALSE(c.notes.empty());
+}
+
+TEST(Calibrate, TooFewValuesIsAnError) { EXPECT_THROW(fit_mixture({0.1f, 0.2f}), Error); }

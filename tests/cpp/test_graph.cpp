@@ -1,0 +1,250 @@
+#include <cmath>
+#include <map>
+#include <queue>
+#include <set>
+
+#include "facecluster/error.h"
+#include "facecluster/graph.h"
+#include "helpers.h"
+
+using namespace facecluster;
+using fctest::random_graph;
+
+namespace {
+
+// Dense N x N transition matrix over the first k entries of each row.
+std::vector<std::vector<double>> dense_p(const KnnGraph& g, int k, double sigma) {
+  std::vector<std::vector<double>> p(g.n, std::vector<double>(g.n, 0.0));
+  for (int64_t i = 0; i < g.n; ++i) {
+    double sum = 0;
+    for (int j = 0; j < k; ++j) sum += std::exp(-g.dist_row(i)[j] / sigma);
+    for (int j = 0; j < k; ++j) p[i][g.nbr_row(i)[j]] += std::exp(-g.dist_row(i)[j] / sigma) / (sum + 1e-5);
+  }
+  return p;
+}
+
+double ref_tpdi(const KnnGraph& g, double sigma, int64_t i, int64_t j) {
+  auto q = [&](int64_t r) {
+    std::map<int32_t, double> out;
+    double sum = 0;
+    for (int a = 0; a < g.k; ++a) sum += std::exp(-g.dist_row(r)[a] / sigma);
+    for (int a = 0; a < g.k; ++a) out[g.nbr_row(r)[a]] = std::exp(-g.dist_row(r)[a] / sigma) / (sum + 1e-5);
+    return out;
+  };
+  const auto qi = q(i), qj = q(j);
+  double bc = 0;
+  for (const auto& [l, v] : qi) {
+    auto it = qj.find(l);
+    if (it != qj.end()) bc += std::sqrt(v * it->second);
+  }
+  return 1 - bc;
+}
+
+// Components by breadth-first search over the kept edges, as sets of rows.
+std::set<std::set<int64_t>> ref_components(int64_t n, const std::vector<std::pair<int64_t, int64_t>>& edges) {
+  std::vector<std::vector<int64_t>> adj(n);
+  for (auto [a, b] : edges) {
+    adj[a].push_back(b);
+    adj[b].push_back(a);
+  }
+  std::vector<bool> seen(n, false);
+  std::set<std::set<int64_t>> out;
+  for (int64_t s = 0; s < n; ++s) {
+    if (seen[s]) continue;
+    std::set<int64_t> comp;
+    std::queue<int64_t> q;
+    q.push(s);
+    seen[s] = true;
+    while (!q.empty()) {
+      int64_t v = q.front();
+      q.pop();
+      comp.insert(v);
+      for (int64_t w : adj[v])
+        if (!seen[w]) seen[w] = true, q.push(w);
+    }
+    out.insert(comp);
+  }
+  return out;
+}
+
+std::set<std::set<int64_t>> as_sets(const Labels& labels) {
+  std::map<int64_t, std::set<int64_t>> m;
+  for (size_t i = 0; i < labels.size(); ++i) m[labels[i]].insert(static_cast<int64_t>(i));
+  std::set<std::set<int64_t>> out;
+  for (auto& [_, s] : m) out.insert(s);
+  return out;
+}
+
+}  // namespace
+
+TEST(Density, OneStepMatchesDenseReference) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const KnnGraph g = random_graph(40, 9, seed);
+    const auto p = dense_p(g, 5, 0.5);
+    const auto rho = density_one_step(g, 5, 0.5);
+    for (int64_t j = 0; j < g.n; ++j) {
+      double ref = 0;
+      for (int64_t i = 0; i < g.n; ++i) ref += p[i][j];
+      ASSERT_NEAR(rho[j], ref, 1e-6) << "seed " << seed << " row " << j;
+    }
+  }
+}
+
+TEST(Density, FullSparseIterationMatchesDenseIteration) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    const KnnGraph g = random_graph(30, 8, seed);
+    auto p = dense_p(g, 8, 0.5);
+    for (int64_t i = 0; i < g.n; ++i) p[i][i] = 0;  // zeroed after normalising
+    std::vector<double> rho(g.n, 1.0 / g.n);
+    int iters = 0;
+    for (; iters < 1000;) {
+      std::vector<double> next(g.n);
+      double change = 0;
+      for (int64_t j = 0; j < g.n; ++j) {
+        double s = 0;
+        for (int64_t i = 0; i < g.n; ++i) s += p[i][j] * rho[i];
+        next[j] = 0.1 * rho[j] + 0.9 * s;
+        change += std::fabs(next[j] - rho[j]);
+      }
+      rho = next;
+      ++iters;
+      if (change < 1e-4) break;
+    }
+    int sparse_iters = 0;
+    const auto sparse = density_full(g, 8, 0.5, 0.1, 1e-4, 1000, 0, &sparse_iters);
+    EXPECT_EQ(sparse_iters, iters);
+    for (int64_t j = 0; j < g.n; ++j) ASSERT_NEAR(sparse[j], rho[j], 1e-7) << "seed " << seed;
+  }
+}
+
+TEST(Tpdi, PairMatchesSetIntersection) {
+  const KnnGraph g = random_graph(50, 10, 7);
+  const auto sq = transition_probabilities(g, g.k, 0.3, true);
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int a = 0; a < g.k; ++a) {
+      const int64_t j = g.nbr_row(i)[a];
+      ASSERT_NEAR(tpdi_pair(g, sq, i, j), ref_tpdi(g, 0.3, i, j), 1e-5);
+    }
+}
+
+TEST(Parents, MatchReferenceWithTiesDuplicatesAndSelfNotFirst) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    const KnnGraph g = random_graph(60, 12, seed);
+    for (bool use_tpdi : {true, false})
+      for (int max_conn : {1, 3}) {
+        GraphParams p;
+        p.use_tpdi = use_tpdi;
+        p.tpdi_sigma = 0.2;
+        p.max_conn = max_conn;
+        const auto rho = density_one_step(g, 5, 0.5);
+        const Links links = select_parents(g, rho, p);
+        for (int64_t i = 0; i < g.n; ++i) {
+          std::vector<std::tuple<double, int, int32_t>> cand;  // (dist, rank, id)
+          for (int a = 0; a < g.k; ++a) {
+            const int32_t j = g.nbr_row(i)[a];
+            if (j == i || rho[j] < rho[i]) continue;
+            const double d = use_tpdi ? ref_tpdi(g, 0.2, i, j) : g.dist_row(i)[a];
+            cand.emplace_back(static_cast<float>(d), a, j);
+          }
+          std::stable_sort(cand.begin(), cand.end());
+          for (int c = 0; c < max_conn; ++c) {
+            const int32_t got = links.parent[i * max_conn + c];
+            if (c >= static_cast<int>(cand.size())) {
+              ASSERT_EQ(got, -1);
+              continue;
+            }
+            ASSERT_EQ(got, std::get<2>(cand[c])) << "seed " << seed << " row " << i << " tpdi " << use_tpdi;
+            ASSERT_NEAR(links.dist[i * max_conn + c], std::get<0>(cand[c]), 1e-5);
+          }
+        }
+      }
+  }
+}
+
+TEST(Parents, DensityPeakHasNoParent) {
+  const KnnGraph g = random_graph(40, 8, 3);
+  const auto rho = density_one_step(g, 8, 0.5);
+  const int64_t peak = std::max_element(rho.begin(), rho.end()) - rho.begin();
+  const Links links = select_parents(g, rho, GraphParams{});
+  // The densest row can only link to an equally dense neighbour.
+  const int32_t par = links.parent[peak];
+  EXPECT_TRUE(par == -1 || rho[par] >= rho[peak]);
+}
+
+TEST(Components, MatchBreadthFirstSearchAndRespectStrictTau) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const KnnGraph g = random_graph(80, 10, seed);
+    GraphParams p;
+    p.max_conn = 2;
+    p.tpdi_sigma = 0.2;
+    const auto rho = density_one_step(g, 5, 0.5);
+    const Links links = select_parents(g, rho, p);
+    for (double tau : {0.3, 0.6, 0.9, 1.0}) {
+      std::vector<std::pair<int64_t, int64_t>> edges;
+      for (int64_t e = 0; e < static_cast<int64_t>(links.parent.size()); ++e)
+        if (links.parent[e] >= 0 && links.dist[e] < tau) edges.emplace_back(e / 2, links.parent[e]);
+      const Labels labels = link_components(links, tau);
+      ASSERT_EQ(as_sets(labels), ref_components(g.n, edges)) << "seed " << seed << " tau " << tau;
+      EXPECT_EQ(labels[0], 0);  // labels numbered by first row
+    }
+  }
+  Links l;
+  l.parent = {1, -1, 1};
+  l.dist = {0.25f, 1.f, 0.5f};
+  EXPECT_EQ(link_components(l, 0.5), (Labels{0, 0, 1}));  // 0.5 < 0.5 is false
+  EXPECT_THROW(link_components(l, 0.0), Error);
+  EXPECT_THROW(link_components(l, 1.5), Error);
+}
+
+TEST(GraphStage, ResultsDoNotDependOnThreadCount) {
+  const KnnGraph g = random_graph(3000, 20, 11, false);
+  GraphParams p1, p2;
+  p1.threads = 1;
+  p2.threads = 2;
+  const auto a = run_graph_stage(g, p1), b = run_graph_stage(g, p2);
+  EXPECT_EQ(a.density, b.density);
+  EXPECT_EQ(a.links.parent, b.links.parent);
+  EXPECT_EQ(a.links.dist, b.links.dist);
+  p1.density = p2.density = "NDDe";
+  EXPECT_EQ(compute_density(g, p1), compute_density(g, p2));
+}
+
+TEST(GraphStage, RowsWhoseNeighboursAreAllFartherThanTauStayAlone) {
+  KnnGraph g(3, 3);
+  g.nbrs = {0, 1, 2, 1, 0, 2, 2, 0, 1};
+  g.dists = {0.f, 1.5f, 1.6f, 0.f, 1.5f, 1.7f, 0.f, 1.6f, 1.7f};
+  const auto r = run_graph_stage(g, GraphParams{});
+  EXPECT_EQ(link_components(r.links, 0.7), (Labels{0, 1, 2}));
+}
+
+TEST(Validate, RejectsBadGraphs) {
+  KnnGraph g(2, 2);
+  g.nbrs = {0, 1, 1, 0};
+  g.dists = {0.f, 0.2f, 0.f, 0.2f};
+  EXPECT_NO_THROW(validate_graph(g, "g"));
+  auto expect_msg = [](const KnnGraph& bad, const std::string& frag) {
+    try {
+      validate_graph(bad, "cache.npz");
+      FAIL() << "accepted a bad graph, expected: " << frag;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("cache.npz"), std::string::npos);
+    }
+  };
+  KnnGraph b = g;
+  b.nbrs[1] = 2;
+  expect_msg(b, "outside [0, 2)");
+  b = g;
+  b.dists[1] = std::nanf("");
+  expect_msg(b, "NaN");
+  b = g;
+  b.dists[1] = -0.1f;
+  expect_msg(b, "negative distance");
+  b = g;
+  b.dists[0] = 0.5f;
+  expect_msg(b, "not sorted");
+  b = g;
+  b.nbrs = {-1, 1, 1, 0};
+  expect_msg(b, "after a -1 padding");
+  expect_msg(KnnGraph(), "empty");
+}

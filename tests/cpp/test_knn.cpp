@@ -1,0 +1,67 @@
+#include <set>
+
+#include "facecluster/error.h"
+#include "facecluster/knn.h"
+#include "facecluster/synth.h"
+#include "helpers.h"
+
+using namespace facecluster;
+
+namespace {
+Matrix data(int64_t n, int64_t d, uint64_t seed) {
+  SynthOptions o;
+  o.n = n;
+  o.dim = d;
+  o.seed = seed;
+  return make_synthetic(o).features;
+}
+}  // namespace
+
+TEST(Knn, ExactFlatEqualsBruteForce) {
+  for (int64_t d : {3, 97}) {
+    const Matrix x = data(700, d, 3);
+    KnnOptions o;
+    o.k = 15;
+    const KnnGraph g = build_knn(x, o);
+    const KnnGraph ref = brute_force_knn(x, 15);
+    ASSERT_EQ(g.k, 15);
+    for (int64_t i = 0; i < x.rows; ++i) {
+      EXPECT_EQ(g.nbr_row(i)[0], i);
+      for (int j = 0; j < g.k; ++j) ASSERT_NEAR(g.dist_row(i)[j], ref.dist_row(i)[j], 2e-5) << "row " << i;
+      // same neighbour sets, except where a tie sits at the k-th distance
+      std::set<int32_t> a(g.nbr_row(i), g.nbr_row(i) + g.k), b(ref.nbr_row(i), ref.nbr_row(i) + g.k);
+      if (ref.dist_row(i)[g.k - 1] - ref.dist_row(i)[g.k - 2] > 1e-5) EXPECT_EQ(a, b) << "row " << i;
+    }
+    EXPECT_NEAR(knn_recall(x, g, x.rows), 1.0, 1e-9);
+  }
+}
+
+TEST(Knn, ApproximateIndexesReachDocumentedRecall) {
+  const Matrix x = data(6000, 64, 5);
+  KnnOptions o;
+  o.k = 30;
+  o.index = "hnsw";
+  const double hnsw = knn_recall(x, build_knn(x, o), 300);
+  EXPECT_GE(hnsw, 0.97);
+  o.index = "ivf";
+  const double ivf = knn_recall(x, build_knn(x, o), 300);
+  EXPECT_GE(ivf, 0.90);
+  o.ivf_nprobe = 1;
+  const double ivf_low = knn_recall(x, build_knn(x, o), 300);
+  EXPECT_LT(ivf_low, ivf);  // the knob matters
+}
+
+TEST(Knn, KLargerThanNClampsAndUnknownIndexIsNamed) {
+  const Matrix x = data(10, 8, 1);
+  KnnOptions o;
+  o.k = 80;
+  const KnnGraph g = build_knn(x, o);
+  EXPECT_EQ(g.k, 10);
+  o.index = "hnws";
+  try {
+    build_knn(x, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown knn index 'hnws'; expected flat, ivf, hnsw"), std::string::npos);
+  }
+}

@@ -1,0 +1,87 @@
+#include <filesystem>
+
+#include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "facecluster/pipeline.h"
+#include "facecluster/synth.h"
+#include "helpers.h"
+
+using namespace facecluster;
+
+namespace {
+struct Data {
+  Matrix x;
+  Labels gt;
+  KnnGraph g;
+};
+
+Data celeba() {
+  Data d;
+  const std::string base = fctest::shared_data("celeba299/celeba299_mfn128");
+  d.x = read_features_bin(base + ".bin", 128);
+  normalize_rows(d.x, base);
+  d.gt = read_labels(base + ".meta");
+  d.g = brute_force_knn(d.x, 80);
+  return d;
+}
+
+bool have_celeba() { return std::filesystem::exists(fctest::shared_data("celeba299/celeba299_mfn128.bin")); }
+}  // namespace
+
+TEST(Pipeline, Celeba299TrainingFree) {
+  if (!have_celeba()) GTEST_SKIP() << "../shared/data/celeba299 not found";
+  const Data d = celeba();
+  // The release's fixed constants at its default tau collapse on cosine distances ...
+  const ClusterResult fixed = cluster_graph(d.g, GraphParams{}, {0.7}, &d.gt, "pairwise", "off");
+  EXPECT_LT(fixed.sweep[0].scores.pairwise_f, 0.4);
+  // ... the self-calibrated default does not.
+  const ClusterResult autor = cluster_graph(d.g, GraphParams{}, {0.7}, &d.gt, "pairwise", "auto");
+  EXPECT_GT(autor.sweep[autor.chosen].scores.pairwise_f, 0.88);
+  EXPECT_GT(autor.sweep[autor.chosen].scores.bcubed_f, 0.88);
+  EXPECT_FALSE(autor.notes.empty());
+}
+
+TEST(Pipeline, MonotoneTransformsOfCosinesKeepTheClustering) {
+  if (!have_celeba()) GTEST_SKIP() << "../shared/data/celeba299 not found";
+  const Data d = celeba();
+  const ClusterResult base = cluster_graph(d.g, GraphParams{}, {0.7}, nullptr, "pairwise", "auto");
+  // An affine map (cosines compressed into [0.8, 1]) and a mild power map.
+  for (int variant = 0; variant < 2; ++variant) {
+    KnnGraph t = d.g;
+    for (size_t e = 0; e < t.dists.size(); ++e) {
+      const double s = 1.0 - d.g.dists[e];
+      const double mapped = variant == 0 ? 0.8 + 0.2 * s : (s >= 0 ? std::pow(s, 1.5) : -std::pow(-s, 1.5));
+      t.dists[e] = static_cast<float>(std::max(0.0, 1.0 - mapped));
+    }
+    for (int64_t i = 0; i < t.n; ++i) t.dist_row(i)[0] = 0.f;
+    const ClusterResult r = cluster_graph(t, GraphParams{}, {0.7}, nullptr, "pairwise", "auto");
+    EXPECT_NE(r.notes[0], base.notes[0]);  // the fitted parameters moved
+    const Scores agree = evaluate(r.labels, base.labels);
+    EXPECT_GT(agree.pairwise_f, 0.95) << "variant " << variant;
+  }
+}
+
+TEST(Pipeline, SweepPicksBestAndKnnCacheRoundTrips) {
+  SynthOptions so;
+  so.n = 3000;
+  so.dim = 32;
+  const SynthData s = make_synthetic(so);
+  fctest::TempDir dir;
+  DatasetArgs a;
+  a.knn_path = dir.file("knn.npz");
+  a.model_topk = 20;
+  const KnnGraph built = knn_for_dataset(s.features, a, KnnOptions{}, false);
+  ASSERT_TRUE(std::filesystem::exists(a.knn_path));
+  const KnnGraph cached = knn_for_dataset(s.features, a, KnnOptions{}, false);
+  EXPECT_EQ(cached.nbrs, built.nbrs);
+  const ClusterResult r = cluster_graph(built, GraphParams{}, {0.3, 0.6, 0.9}, &s.labels, "bcubed", "off");
+  ASSERT_EQ(r.sweep.size(), 3u);
+  for (const auto& e : r.sweep) EXPECT_LE(e.scores.bcubed_f, r.sweep[r.chosen].scores.bcubed_f);
+  EXPECT_EQ(evaluate(r.labels, s.labels).bcubed_f, r.sweep[r.chosen].scores.bcubed_f);
+  write_cluster_results(dir.file("out"), r);
+  EXPECT_EQ(read_labels(dir.file("out/pred_labels.meta")), r.labels);
+  // A cache of another size is refused.
+  Matrix fewer(10, 32);
+  std::copy(s.features.data.begin(), s.features.data.begin() + 320, fewer.data.begin());
+  EXPECT_THROW(knn_for_dataset(fewer, a, KnnOptions{}, false), Error);
+}
