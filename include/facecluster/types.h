@@ -14,12 +14,21 @@ namespace facecluster {
 struct Matrix {
   int64_t rows = 0;
   int64_t cols = 0;
-  std::vector<float> data;  // rows * cols, row-major
+  std::vector<float> data;      // rows * cols, row-major (empty for a borrowed view)
+  const float* view = nullptr;  // borrowed, read-only storage (e.g. a numpy array)
 
   Matrix() = default;
   Matrix(int64_t r, int64_t c) : rows(r), cols(c), data(static_cast<size_t>(r * c)) {}
-  float* row(int64_t i) { return data.data() + i * cols; }
-  const float* row(int64_t i) const { return data.data() + i * cols; }
+  // A read-only view of memory owned by someone else; it must outlive the Matrix.
+  static Matrix borrow(const float* p, int64_t r, int64_t c) {
+    Matrix m;
+    m.rows = r;
+    m.cols = c;
+    m.view = p;
+    return m;
+  }
+  float* row(int64_t i) { return data.data() + i * cols; }  // owned storage only
+  const float* row(int64_t i) const { return (view ? view : data.data()) + i * cols; }
 };
 
 struct KnnGraph {

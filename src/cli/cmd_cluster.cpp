@@ -114,7 +114,8 @@ std::function<void()> add_cluster(CLI::App& app) {
   cmd->add_option("--set", a->sets, "override any config key: --set density_args.tpdi_sigma=0.1");
   add_knn_options(cmd, a->knn_opt);
   return [a] {
-    Config cfg = a->config.empty() ? Config{} : load_config(a->config);
+    Config cfg;
+    if (!a->config.empty()) cfg = load_config(a->config);
     for (const auto& s : a->sets) {
       const size_t eq = s.find('=');
       FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s << "'");

@@ -37,7 +37,7 @@ void write_features_bin(const std::string& path, const Matrix& m) {
   write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary);
     FC_CHECK(out, "cannot open " << tmp << " for writing");
-    out.write(reinterpret_cast<const char*>(m.data.data()), static_cast<std::streamsize>(m.data.size() * 4));
+    out.write(reinterpret_cast<const char*>(m.row(0)), static_cast<std::streamsize>(m.rows * m.cols * 4));
     out.close();
     FC_CHECK(out, "write to " << path << " failed (disk full?)");
   });
@@ -83,7 +83,7 @@ void write_features_npy(const std::string& path, const Matrix& m) {
     FC_CHECK(out, "cannot open " << tmp << " for writing");
     const std::string header = npy_header("<f4", {m.rows, m.cols});
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    out.write(reinterpret_cast<const char*>(m.data.data()), static_cast<std::streamsize>(m.data.size() * 4));
+    out.write(reinterpret_cast<const char*>(m.row(0)), static_cast<std::streamsize>(m.rows * m.cols * 4));
     out.close();
     FC_CHECK(out, "write to " << path << " failed (disk full?)");
   });

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds, and runs the whole test suite:
+#  1. Release build: every C++ test (ctest) and the Python tests (pytest, Debian's python3);
+#  2. AddressSanitizer + UndefinedBehaviorSanitizer build of the core (I/O, graph, metrics,
+#     config, synthetic data) and its tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+JOBS=${JOBS:-$(nproc)}
+
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$JOBS"
+(cd build && ctest -j "$JOBS" --output-on-failure --timeout 600)
+
+echo "== Python tests"
+set +e
+FACECLUSTER_BUILD="$PWD/build" PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+rc=$?
+set -e
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then exit "$rc"; fi
+
+echo "== Sanitizer build (ASan + UBSan) and core tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFACECLUSTER_SANITIZE=ON -DFACECLUSTER_WITH_FAISS=OFF
+cmake --build build-asan -j "$JOBS"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest -j "$JOBS" --output-on-failure -L core --timeout 600)
+echo "facecluster: all tests passed"

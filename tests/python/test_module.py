@@ -1,0 +1,135 @@
+"""The Python module: same results as the CLI, numpy-friendly errors, GIL and Ctrl-C behaviour."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import BUILD, run
+
+facecluster = pytest.importorskip("facecluster", reason="Python module not built (build/python on PYTHONPATH)")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return facecluster.synth(n=4000, dim=64, seed=3)
+
+
+def test_synth_shapes_and_seed(data):
+    X, y = data
+    assert X.dtype == np.float32 and X.shape == (4000, 64) and X.flags.c_contiguous
+    assert y.dtype == np.int64 and y.shape == (4000,)
+    X2, y2 = facecluster.synth(n=4000, dim=64, seed=3)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+
+
+def test_knn_matches_numpy_brute_force(data):
+    X, _ = data
+    nbrs, dists = facecluster.knn(X[:800], k=10)
+    sims = X[:800].astype(np.float64) @ X[:800].T.astype(np.float64)
+    ref = np.sort(1 - sims, axis=1)[:, :10]
+    np.testing.assert_allclose(dists, np.maximum(ref, 0), atol=2e-5)
+    assert (nbrs[:, 0] == np.arange(800)).all()
+
+
+def test_same_labels_as_cli(data, tmp_path, fc_bin):
+    X, y = data
+    X.tofile(tmp_path / "x.bin")
+    np.savetxt(tmp_path / "y.meta", y, fmt="%d")
+    run(fc_bin, "cluster", "-f", tmp_path / "x.bin", "-d", 64, "--knn", tmp_path / "knn.npz", "-o", tmp_path / "out")
+    cli = np.loadtxt(tmp_path / "out" / "pred_labels.meta", dtype=np.int64)
+    nbrs, dists = facecluster.load_knn(tmp_path / "knn.npz", expected_n=4000)
+    py = facecluster.cluster(nbrs=nbrs, dists=dists)
+    assert np.array_equal(cli, py)
+    assert np.array_equal(facecluster.cluster(X), py)  # features in: same graph, same labels
+    cli_scores = run(fc_bin, "evaluate", "--pred", tmp_path / "out" / "pred_labels.meta", "--gt", tmp_path / "y.meta",
+                     "--json").stdout
+    import json
+    assert abs(json.loads(cli_scores)["scores"]["bcubed_f"] - facecluster.evaluate(py, y)["bcubed_f"]) < 1e-6
+
+
+def test_npz_round_trip_with_numpy(tmp_path, data):
+    X, _ = data
+    nbrs, dists = facecluster.knn(X, k=12)
+    np.savez(tmp_path / "np.npz", data=np.stack([nbrs.astype(np.float64), dists.astype(np.float64)], axis=1))
+    n2, d2 = facecluster.load_knn(tmp_path / "np.npz")
+    assert np.array_equal(n2, nbrs) and np.allclose(d2, dists)
+    facecluster.save_knn(tmp_path / "fc.npz", nbrs, dists, compress=True)
+    arr = np.load(tmp_path / "fc.npz")["data"]
+    assert arr.shape == (4000, 2, 12) and arr.dtype == np.float32
+    assert np.array_equal(arr[:, 0].astype(np.int32), nbrs)
+
+
+def test_labels_stable_and_estimator(data):
+    X, y = data
+    a = facecluster.FaceClusterer(k=40).fit_predict(X)
+    est = facecluster.FaceClusterer(k=40)
+    b = est.fit_predict(X)
+    assert np.array_equal(a, b)
+    assert est.labels_.shape == (4000,) and est.density_.shape == (4000,)
+    assert est.notes_ and 0 < est.tau_ <= 1
+    assert facecluster.evaluate(b, y)["pairwise_f"] > 0.5
+    assert est.set_params(tau=0.5).get_params()["tau"] == 0.5
+
+
+def test_sweep_with_gt_returns_best(data):
+    X, y = data
+    nbrs, dists = facecluster.knn(X, k=30)
+    best = facecluster.cluster(nbrs=nbrs, dists=dists, tau=[0.3, 0.5, 0.7, 0.9], gt=y, calibrate="off")
+    scores = [facecluster.evaluate(facecluster.cluster(nbrs=nbrs, dists=dists, tau=t, calibrate="off"), y)["pairwise_f"]
+              for t in (0.3, 0.5, 0.7, 0.9)]
+    assert abs(facecluster.evaluate(best, y)["pairwise_f"] - max(scores)) < 1e-12
+
+
+@pytest.mark.parametrize("bad, exc", [
+    (np.zeros((10, 4), np.float64), TypeError),
+    (np.zeros((10, 8), np.float32)[:, ::2], TypeError),
+    (np.zeros(10, np.float32), ValueError),
+    (np.zeros((0, 4), np.float32), ValueError),
+])
+def test_dtype_and_shape_errors(bad, exc):
+    with pytest.raises(exc):
+        facecluster.knn(bad, k=3)
+
+
+def test_bad_graph_and_values():
+    with pytest.raises(ValueError, match="outside"):
+        facecluster.cluster(nbrs=np.array([[0, 5]], np.int32), dists=np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="not sorted"):
+        facecluster.cluster(nbrs=np.array([[0, 1], [1, 0]], np.int32), dists=np.array([[0.5, 0.1], [0, 0.1]], np.float32))
+    with pytest.raises(ValueError, match="tau"):
+        facecluster.cluster(nbrs=np.array([[0, 1], [1, 0]], np.int32), dists=np.array([[0, 0.1], [0, 0.1]], np.float32),
+                            tau=2.0)
+    with pytest.raises(ValueError):
+        facecluster.evaluate([1, 2, 3], [1, 2])
+
+
+def test_ctrl_c_interrupts_a_long_call():
+    X = np.random.default_rng(0).standard_normal((60000, 256), dtype=np.float32)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        facecluster.knn(X, k=80)
+    assert time.monotonic() - start < 8.0  # exact search of 60K x 256 takes far longer
+
+
+def test_gil_is_released(data):
+    X, _ = data
+    ticks = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    big = np.ascontiguousarray(np.tile(X, (5, 1)))
+    facecluster.knn(big, k=80)
+    stop.set()
+    t.join()
+    assert len(ticks) > 20
