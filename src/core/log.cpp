@@ -74,8 +74,12 @@ void Progress::update(int64_t done) {
   double frac = total_ > 0 ? double(done) / double(total_) : 1.0;
   double eta = frac > 0 ? el / frac - el : 0.0;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "  %s: %.0f%% (%lld/%lld), %.1f s, ETA %.1f s", name_.c_str(), 100 * frac,
-                (long long)done, (long long)total_, el, eta);
+  if (done <= 0) {
+    std::snprintf(buf, sizeof buf, "  %s: 0%% (0/%lld), %.1f s", name_.c_str(), (long long)total_, el);
+  } else {
+    std::snprintf(buf, sizeof buf, "  %s: %.0f%% (%lld/%lld), %.1f s, ETA %.1f s", name_.c_str(), 100 * frac,
+                  (long long)done, (long long)total_, el, eta);
+  }
   log_info(buf);
   printed_ = true;
 }

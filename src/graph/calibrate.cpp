@@ -22,57 +22,21 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 
 }  // namespace
 
-Mixture fit_mixture(const std::vector<float>& s) {
-  FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
-  std::vector<float> sorted = s;
-  std::sort(sorted.begin(), sorted.end());
-  auto q = [&](double p) { return double(sorted[static_cast<size_t>(p * double(sorted.size() - 1))]); };
-  const double spread = std::max(1e-4, q(0.95) - q(0.05));
-  // Start EM from Otsu's split of the histogram (robust when one side dominates the counts).
-  const int bins = 256;
-  const double lo = sorted.front(), hi = std::max(double(sorted.back()), lo + 1e-6);
-  std::vector<double> hist(bins, 0.0);
-  for (float v : s) hist[std::min(bins - 1, static_cast<int>((v - lo) / (hi - lo) * bins))] += 1;
-  double total = 0, total_mu = 0;
-  for (int b = 0; b < bins; ++b) {
-    total += hist[b];
-    total_mu += hist[b] * (b + 0.5);
-  }
-  double w0 = 0, mu0 = 0, best = -1;
-  int split = bins / 2;
-  for (int b = 0; b < bins - 1; ++b) {
-    w0 += hist[b];
-    mu0 += hist[b] * (b + 0.5);
-    const double w1 = total - w0;
-    if (w0 <= 0 || w1 <= 0) continue;
-    const double m0 = mu0 / w0, m1 = (total_mu - mu0) / w1;
-    const double between = w0 * w1 * (m0 - m1) * (m0 - m1);
-    if (between > best) {
-      best = between;
-      split = b + 1;
-    }
-  }
-  const double cut = lo + (hi - lo) * split / bins;
-  double a0 = 0, a1 = 0, q0 = 0, q1 = 0, c0 = 0, c1 = 0;
-  for (float v : s) {
-    if (v < cut) a0 += v, q0 += double(v) * v, c0 += 1;
-    else a1 += v, q1 += double(v) * v, c1 += 1;
-  }
-  Mixture m;
-  m.diff_mean = c0 > 0 ? a0 / c0 : q(0.3);
-  m.same_mean = c1 > 0 ? a1 / c1 : q(0.9);
-  m.diff_sd = c0 > 1 ? std::sqrt(std::max(1e-12, q0 / c0 - m.diff_mean * m.diff_mean)) : spread / 4;
-  m.same_sd = c1 > 1 ? std::sqrt(std::max(1e-12, q1 / c1 - m.same_mean * m.same_mean)) : spread / 4;
-  m.same_weight = std::clamp(c1 / double(s.size()), 0.01, 0.99);
-  const double min_sd = spread / 200;
+namespace {
+
+// EM for two Gaussians from a given start; returns the fitted mixture and its log-likelihood.
+Mixture run_em(const std::vector<float>& s, Mixture m, double min_sd, int max_iter, double* loglik) {
   const size_t n = s.size();
-  for (int it = 0; it < 500; ++it) {
+  double ll = 0;
+  for (int it = 0; it < max_iter; ++it) {
     double w1 = 0, s1 = 0, ss1 = 0, w0 = 0, s0 = 0, ss0 = 0;
+    ll = 0;
     for (size_t i = 0; i < n; ++i) {
       const double x = s[i];
       const double a = m.same_weight * normal_pdf(x, m.same_mean, m.same_sd);
       const double b = (1 - m.same_weight) * normal_pdf(x, m.diff_mean, m.diff_sd);
       const double r = a + b > 0 ? a / (a + b) : (x > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
+      ll += std::log(std::max(a + b, 1e-300));
       w1 += r;
       s1 += r * x;
       ss1 += r * x * x;
@@ -96,6 +60,50 @@ Mixture fit_mixture(const std::vector<float>& s) {
     m.iterations = it + 1;
     if (change < 1e-7) break;
   }
+  *loglik = ll;
+  return m;
+}
+
+// A start with the two components split at value `cut`.
+Mixture split_start(const std::vector<float>& s, double cut, double fallback_sd) {
+  double a0 = 0, a1 = 0, q0 = 0, q1 = 0, c0 = 0, c1 = 0;
+  for (float v : s) {
+    if (v < cut) a0 += v, q0 += double(v) * v, c0 += 1;
+    else a1 += v, q1 += double(v) * v, c1 += 1;
+  }
+  Mixture m;
+  m.diff_mean = c0 > 0 ? a0 / c0 : cut;
+  m.same_mean = c1 > 0 ? a1 / c1 : cut;
+  m.diff_sd = c0 > 1 ? std::max(fallback_sd / 50, std::sqrt(std::max(0.0, q0 / c0 - m.diff_mean * m.diff_mean))) : fallback_sd;
+  m.same_sd = c1 > 1 ? std::max(fallback_sd / 50, std::sqrt(std::max(0.0, q1 / c1 - m.same_mean * m.same_mean))) : fallback_sd;
+  m.same_weight = std::clamp(c1 / double(s.size()), 0.01, 0.99);
+  return m;
+}
+
+}  // namespace
+
+Mixture fit_mixture(const std::vector<float>& s) {
+  FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
+  std::vector<float> sorted = s;
+  std::sort(sorted.begin(), sorted.end());
+  auto q = [&](double p) { return double(sorted[static_cast<size_t>(p * double(sorted.size() - 1))]); };
+  const double spread = std::max(1e-4, q(0.95) - q(0.05));
+  const double min_sd = spread / 200;
+  // Several starts (splits at quantiles) on a subsample; the most likely fit is refined on all
+  // values. One start is not enough: with one identity size dominating the kNN lists, a single
+  // split can lock EM onto two halves of the same-identity mass.
+  std::vector<float> sub;
+  const size_t stride = std::max<size_t>(1, s.size() / 100000);
+  for (size_t i = 0; i < s.size(); i += stride) sub.push_back(s[i]);
+  Mixture best;
+  double best_ll = -1e300;
+  for (double p : {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}) {
+    double ll = 0;
+    const Mixture m = run_em(sub, split_start(sub, q(p), spread / 4), min_sd, 150, &ll);
+    if (ll > best_ll) best_ll = ll, best = m;
+  }
+  double ll = 0;
+  Mixture m = run_em(s, best, min_sd, 300, &ll);
   if (m.same_mean < m.diff_mean) {  // keep "same" as the higher-similarity component
     std::swap(m.same_mean, m.diff_mean);
     std::swap(m.same_sd, m.diff_sd);
@@ -163,6 +171,10 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
                         m.same_mean, m.same_sd, m.diff_mean, m.diff_sd, m.same_weight));
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity); P(same) = 0.5 at similarity %.3f",
                         c.same.threshold()));
+  // On the calibrated scale TPDi = 1 - (overlap of two faces' same-identity neighbourhoods);
+  // linking when more than half overlaps is the scale's midpoint.
+  c.tau = 0.5;
+  c.notes.push_back("tau 0.5: link a face to its denser neighbour when their calibrated neighbourhoods overlap by more than half");
   return c;
 }
 
