@@ -39,6 +39,15 @@ std::vector<BinScores> evaluate_by_size(const Labels& pred, const Labels& gt, in
 // sparsity 0 (no spread can be measured).
 std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const Matrix& features, int bins = 5);
 
+// Per true class, in order of first appearance: its size and the mean cosine over its ordered
+// pairs i != j, (|sum x|^2 - sum |x|^2) / (n (n - 1)), from unit rows (NaN for singletons).
+struct ClassCosines {
+  std::vector<int64_t> size;
+  std::vector<double> mean_cosine;
+  std::vector<int32_t> class_of_row;
+};
+ClassCosines class_mean_cosines(const Matrix& normalized, const Labels& labels);
+
 // Human-readable table and JSON for one run.
 std::string format_scores_table(const Scores& s);
 std::string format_bins_table(const std::vector<BinScores>& bins);

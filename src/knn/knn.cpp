@@ -124,7 +124,8 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
   KnnGraph g(x.rows, k);
   {
     StageTimer timer("knn search (" + o.index + ", k " + std::to_string(k) + ")");
-    const int64_t chunk = 8192;
+    // Chunks of ~2^28 distance computations keep progress and Ctrl-C responsive at any N.
+    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / x.rows, 256, 8192);
     std::vector<float> ip(static_cast<size_t>(chunk * k));
     std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * k));
     Progress prog("knn search", x.rows);

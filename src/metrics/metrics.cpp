@@ -149,34 +149,43 @@ std::vector<BinScores> evaluate_by_size(const Labels& pred, const Labels& gt, in
   return evaluate_binned(pred, gt, size, cls, "size", bins);
 }
 
-std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const Matrix& features, int bins) {
-  FC_CHECK(pred.size() == gt.size(), "cannot score: " << pred.size() << " predicted labels but " << gt.size() << " true labels");
-  FC_CHECK(features.rows == static_cast<int64_t>(gt.size()),
-           "sparsity bins need one feature row per label: " << features.rows << " rows, " << gt.size() << " labels");
+ClassCosines class_mean_cosines(const Matrix& x, const Labels& labels) {
+  FC_CHECK(x.rows == static_cast<int64_t>(labels.size()),
+           "class cosines need one feature row per label: " << x.rows << " rows, " << labels.size() << " labels");
   int64_t nc = 0;
-  const std::vector<int32_t> cls = densify(gt, &nc);
-  const int64_t d = features.cols;
-  std::vector<double> sums(static_cast<size_t>(nc * d), 0.0), count(static_cast<size_t>(nc), 0.0), self(static_cast<size_t>(nc), 0.0);
-  for (size_t i = 0; i < cls.size(); ++i) {
-    const float* r = features.row(static_cast<int64_t>(i));
-    double* s = sums.data() + cls[i] * d;
-    double sq = 0;
+  ClassCosines out;
+  out.class_of_row = densify(labels, &nc);
+  const int64_t d = x.cols;
+  std::vector<double> sums(static_cast<size_t>(nc * d), 0.0), self(static_cast<size_t>(nc), 0.0);
+  out.size.assign(static_cast<size_t>(nc), 0);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const int32_t c = out.class_of_row[i];
+    const float* r = x.row(static_cast<int64_t>(i));
+    double* s = sums.data() + c * d;
     for (int64_t j = 0; j < d; ++j) {
       s[j] += r[j];
-      sq += double(r[j]) * r[j];
+      self[c] += double(r[j]) * r[j];
     }
-    count[cls[i]] += 1;
-    self[cls[i]] += sq;
+    ++out.size[c];
   }
-  // Mean cosine over ordered pairs i != j = (|sum x|^2 - sum |x|^2) / (n (n - 1)).
-  std::vector<double> sparsity(static_cast<size_t>(nc), 0.0);
+  out.mean_cosine.assign(static_cast<size_t>(nc), std::nan(""));
   for (int64_t c = 0; c < nc; ++c) {
-    if (count[c] < 2) continue;
+    const double n = double(out.size[c]);
+    if (n < 2) continue;
     double s2 = 0;
     for (int64_t j = 0; j < d; ++j) s2 += sums[c * d + j] * sums[c * d + j];
-    sparsity[c] = 1.0 - (s2 - self[c]) / (count[c] * (count[c] - 1));
+    out.mean_cosine[c] = (s2 - self[c]) / (n * (n - 1));
   }
-  return evaluate_binned(pred, gt, sparsity, cls, "sparsity", bins);
+  return out;
+}
+
+std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const Matrix& features, int bins) {
+  FC_CHECK(pred.size() == gt.size(), "cannot score: " << pred.size() << " predicted labels but " << gt.size() << " true labels");
+  const ClassCosines cc = class_mean_cosines(features, gt);
+  std::vector<double> sparsity(cc.mean_cosine.size(), 0.0);  // singletons: 0
+  for (size_t c = 0; c < sparsity.size(); ++c)
+    if (!std::isnan(cc.mean_cosine[c])) sparsity[c] = 1.0 - cc.mean_cosine[c];
+  return evaluate_binned(pred, gt, sparsity, cc.class_of_row, "sparsity", bins);
 }
 
 std::string format_scores_table(const Scores& s) {

@@ -5,9 +5,9 @@
 #include <numeric>
 #include <random>
 #include <sstream>
-#include <unordered_map>
 
 #include "facecluster/error.h"
+#include "facecluster/metrics.h"
 
 namespace facecluster {
 namespace {
@@ -217,21 +217,12 @@ void apply_cosine_map(Matrix& m, const std::string& spec, uint64_t seed) {
 }
 
 SynthStats measure_synthetic(const Matrix& x, const Labels& labels, uint64_t seed) {
-  FC_CHECK(static_cast<int64_t>(labels.size()) == x.rows, "stats: labels and features differ in length");
+  const ClassCosines cc = class_mean_cosines(x, labels);
   SynthStats st;
   st.n = x.rows;
-  std::unordered_map<int64_t, int64_t> idx;
-  std::vector<int64_t> cls(labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) cls[i] = idx.emplace(labels[i], static_cast<int64_t>(idx.size())).first->second;
-  const int64_t nc = static_cast<int64_t>(idx.size()), d = x.cols;
+  const int64_t nc = static_cast<int64_t>(cc.size.size()), d = x.cols;
   st.identities = nc;
-  std::vector<int64_t> size(static_cast<size_t>(nc), 0);
-  std::vector<double> sums(static_cast<size_t>(nc * d), 0.0);
-  for (int64_t i = 0; i < x.rows; ++i) {
-    ++size[cls[i]];
-    for (int64_t j = 0; j < d; ++j) sums[cls[i] * d + j] += x.row(i)[j];
-  }
-  std::vector<int64_t> sorted = size;
+  std::vector<int64_t> sorted = cc.size;
   std::sort(sorted.begin(), sorted.end());
   auto q = [&](double p) { return sorted[static_cast<size_t>(std::min<double>(double(nc - 1), p * double(nc)))]; };
   st.size_min = sorted.front();
@@ -239,14 +230,10 @@ SynthStats measure_synthetic(const Matrix& x, const Labels& labels, uint64_t see
   st.size_p90 = q(0.9);
   st.size_p99 = q(0.99);
   st.size_max = sorted.back();
-  st.share_ids_1_to_5 = double(std::count_if(size.begin(), size.end(), [](int64_t s) { return s <= 5; })) / double(nc);
+  st.share_ids_1_to_5 = double(std::count_if(cc.size.begin(), cc.size.end(), [](int64_t s) { return s <= 5; })) / double(nc);
   std::vector<double> within;
-  for (int64_t c = 0; c < nc; ++c) {
-    if (size[c] < 2) continue;
-    double s2 = 0;
-    for (int64_t j = 0; j < d; ++j) s2 += sums[c * d + j] * sums[c * d + j];
-    within.push_back((s2 - double(size[c])) / (double(size[c]) * double(size[c] - 1)));
-  }
+  for (double v : cc.mean_cosine)
+    if (!std::isnan(v)) within.push_back(v);
   if (!within.empty()) {
     std::sort(within.begin(), within.end());
     st.within_cos_p05 = within[static_cast<size_t>(0.05 * double(within.size() - 1))];

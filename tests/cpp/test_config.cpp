@@ -1,3 +1,5 @@
+#include <filesystem>
+
 #include "facecluster/config.h"
 #include "facecluster/error.h"
 #include "helpers.h"
@@ -162,4 +164,18 @@ TEST(Config, TauValuesValidated) {
   a.tau_step = 1;
   a.tau_start = 1.2;
   EXPECT_THROW(tau_values(a), Error);
+}
+
+TEST(Config, CommittedExampleConfigsLoad) {
+  int loaded = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(FC_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    const Config c = load_config(e.path().string());
+    EXPECT_FALSE(c.test_dataset_args.feature_path.empty()) << e.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 3);
+  const Config train = load_config(std::string(FC_SOURCE_DIR) + "/configs/train_synthetic.yaml");
+  EXPECT_NO_THROW(require_keys(train, {"dataset_args.feature_path", "dataset_args.label_path"}, "train"));
+  EXPECT_EQ(train.model_args.num_of_feats, 80);
 }

@@ -5,6 +5,8 @@ import os
 import numpy as np
 import pytest
 
+from conftest import ROOT, SHARED
+
 
 def write_synth(fc, tmp_path, n=1500, dim=32, seed=1):
     prefix = tmp_path / "s"
@@ -149,3 +151,17 @@ def test_knn_recall_sample_and_approximate_index(fc, tmp_path):
 def test_help_and_unknown_subcommand(fc):
     assert "cluster" in fc("--help").stdout
     assert fc("nonsense", check=False).returncode != 0
+
+
+def test_release_style_config_on_celeba299(fc, tmp_path):
+    src = SHARED / "celeba299" / "celeba299_mfn128.bin"
+    if not src.exists():
+        pytest.skip("../shared/data/celeba299 not found")
+    text = (ROOT / "configs" / "cluster_celeba299.yaml").read_text()
+    text = text.replace("../shared/data", str(SHARED)).replace("./save", str(tmp_path / "save"))
+    (tmp_path / "c.yaml").write_text(text)
+    out = fc("cluster", "-c", tmp_path / "c.yaml").stdout
+    assert "auto: similarity mixture" in out
+    scores = json.loads((tmp_path / "save" / "celeba299" / "results" / "scores.json").read_text())
+    assert scores["sweep"][0]["scores"]["pairwise_f"] > 0.9
+    assert (tmp_path / "save" / "knns" / "celeba299" / "faiss_k_80.npz").exists()

@@ -107,13 +107,13 @@ def test_bad_graph_and_values():
 
 
 def test_ctrl_c_interrupts_a_long_call():
-    X = np.random.default_rng(0).standard_normal((60000, 256), dtype=np.float32)
+    X = np.random.default_rng(0).standard_normal((120000, 256), dtype=np.float32)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     start = time.monotonic()
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         facecluster.knn(X, k=80)
-    assert time.monotonic() - start < 8.0  # exact search of 60K x 256 takes far longer
+    assert time.monotonic() - start < 15.0  # exact search of 120K x 256 takes ~40 s here
 
 
 def test_gil_is_released(data):
