@@ -118,12 +118,19 @@ SameProbability::SameProbability(const Mixture& m, double lo, double hi) : lo_(l
   double run = 0;
   threshold_ = hi_;
   bool crossed = false;
-  for (int b = 0; b <= bins; ++b) {
-    const double x = lo_ + (hi_ - lo_) * b / bins;
+  auto posterior = [&](double x) {
     const double a = m.same_weight * normal_pdf(x, m.same_mean, m.same_sd);
     const double c = (1 - m.same_weight) * normal_pdf(x, m.diff_mean, m.diff_sd);
-    double p = a + c > 0 ? a / (a + c) : (x > m.same_mean ? 1.0 : 0.0);
-    if (x >= m.same_mean) p = std::max(p, 0.5);  // far tails: stay on the same side
+    return a + c > 0 ? a / (a + c) : (x > m.same_mean ? 1.0 : 0.0);
+  };
+  // In the far tails the wider component wins the raw posterior; below the "different" mean
+  // a pair is never more likely the same than at that mean, above the "same" mean never less.
+  const double p_diff_mean = posterior(m.diff_mean);
+  for (int b = 0; b <= bins; ++b) {
+    const double x = lo_ + (hi_ - lo_) * b / bins;
+    double p = posterior(x);
+    if (x <= m.diff_mean) p = std::min(p, p_diff_mean);
+    if (x >= m.same_mean) p = std::max(p, 0.5);
     run = std::max(run, p);
     table_[b] = run;
     if (!crossed && run >= 0.5) {

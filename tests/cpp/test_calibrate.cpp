@@ -37,6 +37,22 @@ TEST(Calibrate, SameProbabilityIsMonotone) {
   }
 }
 
+TEST(Calibrate, WideSameComponentDoesNotClaimTheLowTail) {
+  // A narrow "different" peak with a wide "same" component: the raw posterior says "same" far
+  // below the peak; the calibrated one must not.
+  Mixture m;
+  m.same_mean = 0.6;
+  m.same_sd = 0.15;
+  m.diff_mean = 0.24;
+  m.diff_sd = 0.016;
+  m.same_weight = 0.88;
+  const SameProbability p(m, -0.2, 1.0);
+  EXPECT_LT(p(0.24), 0.5);
+  EXPECT_LT(p(0.0), 0.5);
+  EXPECT_GT(p.threshold(), 0.24);
+  EXPECT_LT(p.threshold(), 0.35);
+}
+
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   const KnnGraph g = fctest::random_graph(200, 10, 9, false);
   const Calibration c = calibrate_graph(g, GraphParams{});
