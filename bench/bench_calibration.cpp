@@ -32,7 +32,7 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   Row r;
   r.name = name;
   const GraphParams p;
-  ClusterResult a = cluster_graph(g, p, {0.7}, &gt, "pairwise", "auto");
+  ClusterResult a = cluster_graph(g, p, {}, &gt, "pairwise", "auto");
   r.a_fp = a.sweep[a.chosen].scores.pairwise_f;
   r.a_fb = a.sweep[a.chosen].scores.bcubed_f;
   auto abin = evaluate_by_size(a.labels, gt, 5)[0].scores;
@@ -41,7 +41,7 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   std::vector<double> taus;
   for (int i = 1; i <= 20; ++i) taus.push_back(0.05 * i);
   ClusterResult off = cluster_graph(g, p, taus, &gt, "pairwise", "off");
-  ClusterResult cal = cluster_graph(g, p, taus, &gt, "pairwise", "auto-keep-tau");
+  ClusterResult cal = cluster_graph(g, p, taus, &gt, "pairwise", "auto");
   const bool cal_better = cal.sweep[cal.chosen].scores.pairwise_f > off.sweep[off.chosen].scores.pairwise_f;
   const ClusterResult& b = cal_better ? cal : off;
   r.b_mode = cal_better ? "calibrated" : "release";

@@ -35,13 +35,11 @@ class Progress {
  public:
   Progress(std::string name, int64_t total);
   void update(int64_t done);  // thread-safe only from one thread at a time
-  void finish();
 
  private:
   std::string name_;
   int64_t total_;
   std::chrono::steady_clock::time_point start_, last_;
-  bool printed_ = false;
 };
 
 // Interrupt support: long loops call check_interrupt(), which throws Interrupted when the hook

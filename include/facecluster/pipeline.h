@@ -32,8 +32,10 @@ struct ClusterResult {
 };
 
 // Clusters a graph whose distances are already the ones to link by (cosine or learned).
-// With gt, each tau is scored and the best by select_by ("pairwise" or "bcubed") is chosen;
-// without, the first tau is used. The graph is validated first.
+// calibrate "auto" first rescales the distances (calibrate.h), "off" uses them as they are.
+// taus: the values to link with; empty means the calibrated tau with "auto", the release's
+// default (0.7) with "off". With gt, each tau is scored and the best by select_by ("pairwise"
+// or "bcubed") is chosen; without, the first tau is used. The graph is validated first.
 ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const std::vector<double>& taus,
                             const Labels* gt = nullptr, const std::string& select_by = "pairwise",
                             const std::string& calibrate = "off");

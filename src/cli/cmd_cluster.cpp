@@ -135,14 +135,14 @@ std::function<void()> add_cluster(CLI::App& app) {
     if (!a->density.empty()) cfg.graph.density = a->density;
     if (a->no_tpdi) cfg.graph.use_tpdi = false;
     if (!a->select_by.empty()) cfg.cluster_args.select_by = a->select_by;
-    std::vector<double> taus = tau_values(cfg.cluster_args);
-    if (!a->tau_range.empty()) taus = parse_tau_range(a->tau_range);
-    if (!std::isnan(a->tau)) taus = {a->tau};
     std::string calibrate = a->calibrate.empty() ? cfg.cluster_args.calibrate : a->calibrate;
     if (calibrate == "default") calibrate = "auto";  // training-free: self-calibrated unless told otherwise
-    // A tau the user gives wins over the calibrated one; the distances are still calibrated.
-    const bool user_tau = !std::isnan(a->tau) || !a->tau_range.empty() || cfg.cluster_args.tau_step > 1;
-    if (calibrate == "auto" && user_tau) calibrate = "auto-keep-tau";
+    // A tau the user gives wins over the calibrated one (the distances are still calibrated);
+    // with calibration off the config's tau values apply.
+    std::vector<double> taus;
+    if (!std::isnan(a->tau)) taus = {a->tau};
+    else if (!a->tau_range.empty()) taus = parse_tau_range(a->tau_range);
+    else if (calibrate != "auto" || cfg.cluster_args.tau_step > 1) taus = tau_values(cfg.cluster_args);
     std::string out = a->out;
     if (out.empty() && !a->config.empty()) out = (fs::path(cfg.work_dir) / "results").string();
     if (!out.empty() && !a->config.empty()) fs::create_directories(fs::path(out).parent_path());
@@ -186,7 +186,7 @@ std::function<void()> add_demo(CLI::App& app) {
     ds.label_path = prefix + ".meta";
     ds.feature_dim = a->dim;
     ds.knn_path = prefix + "_knn_k80.npz";
-    ClusterResult r = run_cluster(cfg, ds, KnnOptions{}, true, "auto", {0.7}, 5, (fs::path(a->out) / "results").string());
+    ClusterResult r = run_cluster(cfg, ds, KnnOptions{}, true, "auto", {}, 5, (fs::path(a->out) / "results").string());
     print_result(r);
     std::printf("\nresults written to %s/results\n", a->out.c_str());
   };

@@ -81,12 +81,8 @@ void Progress::update(int64_t done) {
                   (long long)done, (long long)total_, el, eta);
   }
   log_info(buf);
-  printed_ = true;
 }
 
-void Progress::finish() {
-  if (printed_) update(total_);
-}
 
 void set_interrupt_hook(InterruptHook hook) { g_hook = hook; }
 void check_interrupt() {

@@ -14,7 +14,6 @@ namespace fs = std::filesystem;
 
 ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const std::vector<double>& taus,
                             const Labels* gt, const std::string& select_by, const std::string& calibrate) {
-  FC_CHECK(!taus.empty(), "no tau value to cluster with");
   for (double t : taus) FC_CHECK(t > 0 && t <= 1, "tau must be in (0, 1], got " << t);
   FC_CHECK(select_by == "pairwise" || select_by == "bcubed",
            "select_by must be pairwise or bcubed, got '" << select_by << "'");
@@ -25,21 +24,22 @@ ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const 
     validate_graph(g, "kNN graph");
   }
   ClusterResult r;
-  std::vector<double> tau_list = taus;
+  std::vector<double> tau_list = taus;  // empty: the calibrated tau, or the release default
   const KnnGraph* work = &g;
   KnnGraph calibrated;
   r.params = params;
-  if (calibrate == "auto" || calibrate == "auto-keep-tau") {
+  if (calibrate == "auto") {
     StageTimer t("calibrate");
     Calibration cal = calibrate_graph(g, params);
     calibrated = apply_calibration(g, cal);
     work = &calibrated;
     r.params = cal.params;
     r.notes = cal.notes;
-    if (cal.tau > 0 && calibrate == "auto") tau_list = {cal.tau};
+    if (tau_list.empty()) tau_list = {cal.tau};
     for (const auto& line : r.notes) log_info("  auto: " + line);
   } else {
     FC_CHECK(calibrate == "off" || calibrate.empty(), "calibrate must be auto or off, got '" << calibrate << "'");
+    if (tau_list.empty()) tau_list = tau_values(ClusterArgs{});
   }
   GraphResult gr = run_graph_stage(*work, r.params);
   r.density = std::move(gr.density);

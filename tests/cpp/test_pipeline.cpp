@@ -35,7 +35,7 @@ TEST(Pipeline, Celeba299TrainingFree) {
   const ClusterResult fixed = cluster_graph(d.g, GraphParams{}, {0.7}, &d.gt, "pairwise", "off");
   EXPECT_LT(fixed.sweep[0].scores.pairwise_f, 0.4);
   // ... the self-calibrated default does not.
-  const ClusterResult autor = cluster_graph(d.g, GraphParams{}, {0.7}, &d.gt, "pairwise", "auto");
+  const ClusterResult autor = cluster_graph(d.g, GraphParams{}, {}, &d.gt, "pairwise", "auto");
   EXPECT_GT(autor.sweep[autor.chosen].scores.pairwise_f, 0.88);
   EXPECT_GT(autor.sweep[autor.chosen].scores.bcubed_f, 0.88);
   EXPECT_FALSE(autor.notes.empty());
@@ -44,7 +44,7 @@ TEST(Pipeline, Celeba299TrainingFree) {
 TEST(Pipeline, MonotoneTransformsOfCosinesKeepTheClustering) {
   if (!have_celeba()) GTEST_SKIP() << "../shared/data/celeba299 not found";
   const Data d = celeba();
-  const ClusterResult base = cluster_graph(d.g, GraphParams{}, {0.7}, nullptr, "pairwise", "auto");
+  const ClusterResult base = cluster_graph(d.g, GraphParams{}, {}, nullptr, "pairwise", "auto");
   // An affine map (cosines compressed into [0.8, 1]) and a mild power map.
   for (int variant = 0; variant < 2; ++variant) {
     KnnGraph t = d.g;
@@ -54,7 +54,7 @@ TEST(Pipeline, MonotoneTransformsOfCosinesKeepTheClustering) {
       t.dists[e] = static_cast<float>(std::max(0.0, 1.0 - mapped));
     }
     for (int64_t i = 0; i < t.n; ++i) t.dist_row(i)[0] = 0.f;
-    const ClusterResult r = cluster_graph(t, GraphParams{}, {0.7}, nullptr, "pairwise", "auto");
+    const ClusterResult r = cluster_graph(t, GraphParams{}, {}, nullptr, "pairwise", "auto");
     EXPECT_NE(r.notes[0], base.notes[0]);  // the fitted parameters moved
     const Scores agree = evaluate(r.labels, base.labels);
     EXPECT_GT(agree.pairwise_f, 0.95) << "variant " << variant;

@@ -43,7 +43,7 @@ def knn_recall(features, nbrs, dists, sample=1000):
 
 def _taus(tau):
     if tau is None:
-        return [0.7]
+        return []  # the calibrated tau, or the release default 0.7 with calibrate="off"
     if np.isscalar(tau):
         return [float(tau)]
     return [float(t) for t in tau]
@@ -58,8 +58,6 @@ def _cluster(features=None, *, nbrs=None, dists=None, k=80, index="flat", tau=No
         nbrs, dists = knn(features, k=k, index=index, threads=threads)
     elif dists is None:
         raise ValueError("nbrs needs dists")
-    if calibrate == "auto" and tau is not None:
-        calibrate = "auto-keep-tau"  # the distances are calibrated, the user's tau is kept
     return _core.cluster_graph(nbrs, dists, _taus(tau), calibrate, density, bool(tpdi), int(ndde_k),
                                float(ndde_sigma), float(tpdi_sigma), int(max_conn), gt, select_by, int(threads))
 
