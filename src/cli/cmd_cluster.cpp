@@ -10,6 +10,7 @@
 #include "facecluster/log.h"
 #include "facecluster/pipeline.h"
 #include "facecluster/synth.h"
+#include "cluster_job.h"
 #include "options.h"
 
 namespace facecluster::cli {
@@ -26,6 +27,7 @@ struct ClusterArgsCli {
   int k = 0;
   std::vector<std::string> sets;
   KnnOptions knn_opt;
+  ModelUse model;
 };
 
 std::vector<double> parse_tau_range(const std::string& s) {
@@ -40,61 +42,11 @@ std::vector<double> parse_tau_range(const std::string& s) {
   return tau_values(a);
 }
 
-void print_result(const ClusterResult& r) {
-  for (const auto& line : r.notes) std::printf("auto: %s\n", line.c_str());
-  std::printf("%s", format_sweep_table(r).c_str());
-  if (!r.sweep.empty() && r.sweep[r.chosen].scored) {
-    std::printf("\nscores at tau %.4f\n%s", r.sweep[r.chosen].tau, format_scores_table(r.sweep[r.chosen].scores).c_str());
-    if (!r.size_bins.empty()) std::printf("\n%s", format_bins_table(r.size_bins).c_str());
-    if (!r.sparsity_bins.empty()) std::printf("\n%s", format_bins_table(r.sparsity_bins).c_str());
-  }
-}
-
-// Features, labels and graph in; clustered, scored and written out.
-ClusterResult run_cluster(const Config& cfg, const DatasetArgs& ds, const KnnOptions& knn_opt, bool reload,
-                          const std::string& calibrate, const std::vector<double>& taus, int bins,
-                          const std::string& out_dir) {
-  if (!out_dir.empty()) {
-    const fs::path parent = fs::path(out_dir).parent_path();
-    FC_CHECK(parent.empty() || fs::is_directory(parent),
-             "cannot write results to " << out_dir << ": folder " << parent.string() << " does not exist");
-  }
-  Matrix x;
-  {
-    StageTimer t("read " + ds.feature_path);
-    x = read_features(ds.feature_path, ds.feature_dim);
-    if (ds.is_norm_feat) normalize_rows(x, ds.feature_path);
-    else check_finite_rows(x, ds.feature_path);
-  }
-  Labels gt;
-  if (!ds.label_path.empty()) {
-    gt = read_labels(ds.label_path);
-    FC_CHECK(static_cast<int64_t>(gt.size()) == x.rows, "labels " << ds.label_path << " have " << gt.size()
-                                                                  << " rows but features " << ds.feature_path << " have "
-                                                                  << x.rows);
-  }
-  const KnnGraph g = knn_for_dataset(x, ds, knn_opt, reload);
-  GraphParams gp = cfg.graph;
-  gp.max_conn = cfg.cluster_args.max_conn;
-  gp.threads = cfg.threads;
-  ClusterResult r = cluster_graph(g, gp, taus, gt.empty() ? nullptr : &gt, cfg.cluster_args.select_by, calibrate);
-  if (!gt.empty()) {
-    StageTimer t("hard-cluster bins");
-    r.size_bins = evaluate_by_size(r.labels, gt, bins);
-    r.sparsity_bins = evaluate_by_sparsity(r.labels, gt, x, bins);
-  }
-  if (!out_dir.empty()) {
-    StageTimer t("write results to " + out_dir);
-    write_cluster_results(out_dir, r);
-  }
-  return r;
-}
-
 }  // namespace
 
 std::function<void()> add_cluster(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "cluster", "cluster features without a trained model (cosine distance of the kNN graph, self-calibrated by default)");
+      "cluster", "cluster features: training-free (cosine distances, self-calibrated by default) or with a learned similarity (--model)");
   auto a = std::make_shared<ClusterArgsCli>();
   cmd->add_option("-c,--config", a->config, "release-style YAML config (test_dataset_args, density_args, cluster_args)");
   cmd->add_option("-f,--features", a->features, "features (.bin needs --dim, or .npy)");
@@ -108,19 +60,19 @@ std::function<void()> add_cluster(CLI::App& app) {
   cmd->add_option("--tau-range", a->tau_range, "sweep tau as START:END:COUNT (numpy.linspace)");
   cmd->add_option("--density", a->density, "approximate_NDDe (release) or NDDe (paper's full diffusion)");
   cmd->add_flag("--no-tpdi", a->no_tpdi, "link by the graph distance instead of TPDi");
-  cmd->add_option("--calibrate", a->calibrate, "auto: derive the scale from the data (default without a config); off: the release's fixed constants");
+  cmd->add_option("--calibrate", a->calibrate, "auto: derive the scale from the data (the default without a model); off: the release's fixed constants (the default with --model)");
   cmd->add_option("--select-by", a->select_by, "pairwise or bcubed: the metric that picks the best tau");
   cmd->add_option("--bins", a->bins, "hard-cluster bins")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--set", a->sets, "override any config key: --set density_args.tpdi_sigma=0.1");
+  cmd->add_option("--model", a->model.path,
+                  "learned similarity: a checkpoint or model file from `facecluster train`, or 'default' (the shipped model)");
+  cmd->add_option("--precision", a->model.precision, "model inference: fp32 or bf16")->capture_default_str();
+  cmd->add_option("--batch-size", a->model.batch_size, "model inference: anchors per batch")->capture_default_str();
   add_knn_options(cmd, a->knn_opt);
   return [a] {
     Config cfg;
     if (!a->config.empty()) cfg = load_config(a->config);
-    for (const auto& s : a->sets) {
-      const size_t eq = s.find('=');
-      FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s << "'");
-      set_config_value(cfg, s.substr(0, eq), s.substr(eq + 1));
-    }
+    apply_sets(cfg, a->sets);
     DatasetArgs ds = cfg.test_dataset_args.feature_path.empty() && !cfg.dataset_args.feature_path.empty()
                          ? cfg.dataset_args
                          : cfg.test_dataset_args;
@@ -136,7 +88,9 @@ std::function<void()> add_cluster(CLI::App& app) {
     if (a->no_tpdi) cfg.graph.use_tpdi = false;
     if (!a->select_by.empty()) cfg.cluster_args.select_by = a->select_by;
     std::string calibrate = a->calibrate.empty() ? cfg.cluster_args.calibrate : a->calibrate;
-    if (calibrate == "default") calibrate = "auto";  // training-free: self-calibrated unless told otherwise
+    // Training-free: self-calibrated unless told otherwise. A model's distances are calibrated by
+    // training, so with one the release's constants apply.
+    if (calibrate == "default") calibrate = a->model.path.empty() ? "auto" : "off";
     // A tau the user gives wins over the calibrated one (the distances are still calibrated);
     // with calibration off the config's tau values apply.
     std::vector<double> taus;
@@ -148,7 +102,7 @@ std::function<void()> add_cluster(CLI::App& app) {
     if (!out.empty() && !a->config.empty()) fs::create_directories(fs::path(out).parent_path());
     KnnOptions ko = a->knn_opt;
     ko.threads = cfg.threads;
-    ClusterResult r = run_cluster(cfg, ds, ko, a->reload, calibrate, taus, a->bins, out);
+    ClusterResult r = run_cluster(cfg, ds, ko, a->reload, calibrate, taus, a->bins, out, a->model);
     print_result(r);
     if (!out.empty()) std::printf("\nresults written to %s\n", out.c_str());
   };

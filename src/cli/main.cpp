@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <vector>
 
 #include "commands.h"
 #include "facecluster/error.h"
@@ -24,7 +25,12 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "no stage log lines");
   std::map<CLI::App*, std::function<void()>> runs;
   using namespace facecluster::cli;
-  for (auto add : {add_synth, add_evaluate, add_knn, add_cluster, add_demo}) {
+  std::vector<std::function<void()> (*)(CLI::App&)> adders{add_synth, add_evaluate, add_knn, add_cluster, add_demo};
+#ifdef FC_WITH_TORCH
+  adders.push_back(add_train);
+  adders.push_back(add_eval);
+#endif
+  for (auto add : adders) {
     auto run = add(app);
     runs[app.get_subcommands({}).back()] = run;
   }

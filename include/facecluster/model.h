@@ -1,0 +1,104 @@
+// The learned pair similarity (SPEC section 3): a small transformer reads one anchor's k
+// neighbours and predicts, for each, the probability that it shows the anchor's person.
+// Training, checkpoints and inference; libtorch stays behind this header.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "facecluster/config.h"
+#include "facecluster/types.h"
+
+namespace facecluster {
+
+// The architecture. With in_dim == d_model there is no input projection and the model has the
+// release's shapes exactly; otherwise a learned Linear(in_dim, d_model) comes first.
+struct ModelSpec {
+  int64_t in_dim = 256;
+  int d_model = 256, nhead = 8, dim_feedforward = 2048, num_layers = 1, k = 80;
+  double dropout = 0.2;
+  std::string activation = "relu";  // relu or gelu
+  bool normalize_before = false;    // false: post-norm (the release)
+
+  static ModelSpec from_config(const ModelArgs& m, int64_t feature_dim);
+  std::string describe() const;  // one line, for logs and error messages
+};
+
+// A trained (or freshly initialised) model held in memory.
+class PairModel {
+ public:
+  PairModel();
+  ~PairModel();
+  PairModel(PairModel&&) noexcept;
+  PairModel& operator=(PairModel&&) noexcept;
+
+  static PairModel create(const ModelSpec& spec, uint64_t seed);
+  // Loads a checkpoint (training checkpoint or weights-only model file). With `expected`, a
+  // checkpoint of another architecture or feature dimension is refused with a message naming both.
+  static PairModel load(const std::string& path, const ModelSpec* expected = nullptr);
+  // Writes a weights-only model file (atomically): what `cluster --model` reads.
+  void save_weights(const std::string& path) const;
+
+  const ModelSpec& spec() const;
+  int64_t parameter_count() const;
+  int epoch() const;  // epochs trained (from the checkpoint), 0 for a fresh model
+
+  struct Impl;
+  Impl* impl() const { return impl_; }
+
+ private:
+  Impl* impl_ = nullptr;
+};
+
+struct InferenceOptions {
+  int batch_size = 512;
+  std::string precision = "fp32";  // fp32 or bf16 (matrix products in bfloat16)
+  int threads = 0;                 // 0 = all cores
+};
+
+// Runs the model over every anchor of `g` (features already normalised) and returns the graph
+// of learned distances d = 1 - sigmoid(logit), each row re-sorted ascending. Anchors stream in
+// batches: memory beyond the two graphs is one batch. The row itself is put first in the model's
+// input when the kNN row does not start with it.
+KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o);
+
+struct PairStats {
+  double loss = 0, accuracy = 0, precision = 0, recall = 0;
+  int64_t pairs = 0;
+};
+
+// Loss and pair accuracy (threshold 0.5) of the model on a labelled graph, no gradients.
+PairStats evaluate_pairs(const PairModel& model, const Matrix& x, const KnnGraph& g, const Labels& labels,
+                         const InferenceOptions& o);
+
+struct TrainSplit {
+  const Matrix* x = nullptr;   // normalised features
+  const KnnGraph* g = nullptr; // its kNN graph (k >= the model's k)
+  const Labels* labels = nullptr;
+};
+
+struct EpochLog {
+  int epoch = 0;
+  double seconds = 0, anchors_per_second = 0;
+  PairStats train;
+  bool validated = false;
+  PairStats validation;
+};
+
+// Trains per the config (epochs, batch_size, learning_rate, weight_decay, clip_max_norm, seed,
+// save_interval, inference_interval, reload, work_dir). Checkpoints go to
+// work_dir/epoch_<E>.ckpt (written atomically); with reload the latest one is resumed exactly
+// (model, optimizer, random state). `val`, when given, is scored every inference_interval epochs.
+std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,
+                                  const TrainSplit* val);
+
+// work_dir/epoch_<E>.ckpt, and the latest such file in work_dir ("" when none).
+std::string checkpoint_path(const std::string& work_dir, int epoch);
+std::string latest_checkpoint(const std::string& work_dir);
+
+// The model file that ships with facecluster (`cluster --model default`): looked up next to the
+// executable's install prefix and in the source tree; throws naming the places tried.
+std::string default_model_path();
+
+}  // namespace facecluster

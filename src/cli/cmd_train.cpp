@@ -1,0 +1,136 @@
+// `facecluster train -c TRAIN.yaml`: the release's training job (main.py) for the learned similarity.
+#include <cstdio>
+#include <filesystem>
+
+#include "cluster_job.h"
+#include "commands.h"
+#include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "facecluster/log.h"
+#include "facecluster/model.h"
+#include "facecluster/pipeline.h"
+
+namespace facecluster::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Split {
+  Matrix x;
+  Labels labels;
+  KnnGraph g;
+};
+
+Split load_split(DatasetArgs ds, const std::string& knn_fallback, const std::string& what) {
+  if (ds.knn_path.empty()) ds.knn_path = knn_fallback;
+  FC_CHECK(!ds.label_path.empty(), what << ": label_path is required (pair labels come from identities)");
+  Split s;
+  {
+    StageTimer t("read " + ds.feature_path);
+    s.x = read_features(ds.feature_path, ds.feature_dim);
+    if (ds.is_norm_feat) normalize_rows(s.x, ds.feature_path);
+    else check_finite_rows(s.x, ds.feature_path);
+  }
+  s.labels = read_labels(ds.label_path);
+  FC_CHECK(static_cast<int64_t>(s.labels.size()) == s.x.rows, "labels " << ds.label_path << " have " << s.labels.size()
+                                                                         << " rows but features " << ds.feature_path
+                                                                         << " have " << s.x.rows);
+  s.g = knn_for_dataset(s.x, ds, KnnOptions{}, false);
+  return s;
+}
+
+}  // namespace
+
+std::function<void()> add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train the learned pair similarity (the release's main.py) from a YAML config");
+  struct Args {
+    std::string config;
+    std::vector<std::string> sets;
+    bool reload = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("-c,--config", a->config, "training config (release format: dataset_args, model_args, epochs, ...)")->required();
+  cmd->add_option("--set", a->sets, "override any config key: --set epochs=2");
+  cmd->add_flag("--reload", a->reload, "resume from the latest checkpoint in work_dir (the config's reload: True)");
+  return [a] {
+    Config cfg = load_config(a->config);
+    apply_sets(cfg, a->sets);
+    if (a->reload) cfg.reload = true;
+    require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");
+    Split train = load_split(cfg.dataset_args, cfg.train_knn_path, a->config + ": dataset_args");
+    std::unique_ptr<Split> val;
+    const DatasetArgs& vd = cfg.test_dataset_args;
+    if (!vd.feature_path.empty() && !vd.label_path.empty()) {
+      std::error_code ec;
+      if (fs::equivalent(vd.feature_path, cfg.dataset_args.feature_path, ec)) {
+        log_warn("test_dataset_args is the training split; validation skipped (it must run on other rows)");
+      } else {
+        val = std::make_unique<Split>(load_split(vd, cfg.test_knn_path, a->config + ": test_dataset_args"));
+      }
+    }
+    const ModelSpec spec = ModelSpec::from_config(cfg.model_args, train.x.cols);
+    TrainSplit ts{&train.x, &train.g, &train.labels};
+    TrainSplit vs{val ? &val->x : nullptr, val ? &val->g : nullptr, val ? &val->labels : nullptr};
+    const auto logs = train_model(cfg, spec, ts, val ? &vs : nullptr);
+    const std::string last = latest_checkpoint(cfg.work_dir);
+    FC_CHECK(!last.empty(), "training wrote no checkpoint to " << cfg.work_dir);
+    const std::string model_file = (fs::path(cfg.work_dir) / "model.fcmodel").string();
+    PairModel::load(last).save_weights(model_file);
+    std::printf("epoch  seconds  anchors/s  loss    pair-acc%s\n", val ? "  val-loss  val-acc  val-prec  val-rec" : "");
+    for (const auto& l : logs) {
+      std::printf("%5d  %7.1f  %9.0f  %.4f  %.4f", l.epoch, l.seconds, l.anchors_per_second, l.train.loss, l.train.accuracy);
+      if (l.validated)
+        std::printf("    %.4f    %.4f   %.4f    %.4f", l.validation.loss, l.validation.accuracy, l.validation.precision,
+                    l.validation.recall);
+      std::printf("\n");
+    }
+    std::printf("checkpoint %s\nmodel file %s (weights only: facecluster cluster --model %s)\n", last.c_str(),
+                model_file.c_str(), model_file.c_str());
+  };
+}
+
+std::function<void()> add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "cluster a split with a trained model (the release's eval.py) from a YAML config");
+  struct Args {
+    std::string config, model, out;
+    std::vector<std::string> sets;
+    ModelUse use;
+    int bins = 5;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("-c,--config", a->config, "evaluation config (test_dataset_args, eval_epoch, density_args, cluster_args)")->required();
+  cmd->add_option("--model", a->use.path, "model file or checkpoint (default: work_dir/epoch_<eval_epoch>.ckpt)");
+  cmd->add_option("-o,--out", a->out, "results folder (default: work_dir/results)");
+  cmd->add_option("--precision", a->use.precision, "fp32 or bf16")->capture_default_str();
+  cmd->add_option("--bins", a->bins, "hard-cluster bins")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--set", a->sets, "override any config key: --set cluster_args.tau_step=20");
+  return [a] {
+    Config cfg = load_config(a->config);
+    apply_sets(cfg, a->sets);
+    DatasetArgs ds = cfg.test_dataset_args;
+    if (ds.knn_path.empty()) ds.knn_path = cfg.test_knn_path;
+    FC_CHECK(!ds.feature_path.empty(), a->config << ": test_dataset_args.feature_path is required for eval");
+    ModelUse use = a->use;
+    if (use.path.empty()) {
+      use.path = checkpoint_path(cfg.work_dir, cfg.eval_epoch);
+      if (!fs::exists(use.path)) {
+        const std::string last = latest_checkpoint(cfg.work_dir);
+        FC_FAIL(a->config << ": no checkpoint " << use.path << " (eval_epoch " << cfg.eval_epoch << ")"
+                          << (last.empty() ? std::string("; work_dir holds none") : "; the latest is " + last)
+                          << " (set eval_epoch or pass --model)");
+      }
+    }
+    use.check_config_arch = use.path != "default";
+    use.batch_size = cfg.test_batch_size;
+    std::string calibrate = cfg.cluster_args.calibrate == "default" ? "off" : cfg.cluster_args.calibrate;
+    std::vector<double> taus;
+    if (calibrate != "auto" || cfg.cluster_args.tau_step > 1) taus = tau_values(cfg.cluster_args);
+    const std::string out = a->out.empty() ? (fs::path(cfg.work_dir) / "results").string() : a->out;
+    fs::create_directories(fs::path(out).parent_path());
+    ClusterResult r = run_cluster(cfg, ds, KnnOptions{}, false, calibrate, taus, a->bins, out, use);
+    print_result(r);
+    std::printf("\nresults written to %s\n", out.c_str());
+  };
+}
+
+}  // namespace facecluster::cli

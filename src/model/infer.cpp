@@ -1,0 +1,119 @@
+// Batched inference: the learned graph and pair statistics.
+#include <algorithm>
+#include <numeric>
+
+#include "batch.h"
+#include "facecluster/error.h"
+#include "facecluster/log.h"
+#include "net.h"
+#include "runtime.h"
+
+namespace facecluster {
+
+namespace {
+
+void check_inputs(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o) {
+  FC_CHECK(model.impl(), "model: not loaded");
+  const ModelSpec& s = model.spec();
+  FC_CHECK(x.cols == s.in_dim, "the model reads " << s.in_dim << "-d features but these have " << x.cols
+                                                   << " dimensions");
+  FC_CHECK(g.n == x.rows, "the kNN graph has " << g.n << " rows but the features have " << x.rows);
+  FC_CHECK(g.k >= s.k || g.k >= g.n, "the model reads " << s.k << " neighbours per face but the kNN graph has k = " << g.k
+                                                         << " (build it with k >= " << s.k << ")");
+  FC_CHECK(o.batch_size >= 1, "batch size must be >= 1, got " << o.batch_size);
+}
+
+// Runs fn(first_anchor, count, logits) over all anchors in batches, in eval mode, no autograd.
+template <typename Fn>
+void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, const Labels* labels,
+                    const InferenceOptions& o, const std::string& what, Fn&& fn) {
+  model::TorchThreads threads(o.threads);
+  torch::NoGradGuard no_grad;
+  auto& net = model.impl()->net;
+  const bool was_training = net->is_training();
+  net->eval();
+  const auto feats = model::feature_tensor(x);
+  const int k = model.spec().k;
+  std::vector<int64_t> anchors(static_cast<size_t>(std::min<int64_t>(o.batch_size, g.n)));
+  Progress progress(what, g.n);
+  {
+    model::Precision precision(o.precision);
+    for (int64_t first = 0; first < g.n; first += o.batch_size) {
+      check_interrupt();
+      const int64_t count = std::min<int64_t>(o.batch_size, g.n - first);
+      std::iota(anchors.begin(), anchors.begin() + count, first);
+      model::Batch b = model::make_batch(feats, g, anchors.data(), count, k, labels);
+      torch::Tensor logits = net->forward(b.x, b.pad).to(torch::kFloat32).contiguous();
+      fn(first, count, b, logits);
+      progress.update(first + count);
+    }
+  }
+  if (was_training) net->train();
+}
+
+}  // namespace
+
+KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o) {
+  check_inputs(model, x, g, o);
+  const int k = model.spec().k;
+  KnnGraph out(g.n, k);
+  StageTimer timer("model inference (" + std::to_string(g.n) + " anchors, " + o.precision + ")");
+  for_each_batch(model, x, g, nullptr, o, "model inference",
+                 [&](int64_t first, int64_t count, const model::Batch& b, const torch::Tensor& logits) {
+                   const auto* ids = b.ids.data_ptr<int64_t>();
+                   // d = 1 - sigmoid(z) = sigmoid(-z), exact for confident pairs too.
+                   const torch::Tensor dist = torch::sigmoid(-logits);
+                   const float* d = dist.data_ptr<float>();
+                   std::vector<int> order(static_cast<size_t>(k));
+                   for (int64_t r = 0; r < count; ++r) {
+                     const int64_t* row_ids = ids + r * k;
+                     const float* row_d = d + r * k;
+                     int valid = 0;
+                     while (valid < k && row_ids[valid] >= 0) ++valid;
+                     std::iota(order.begin(), order.begin() + valid, 0);
+                     std::stable_sort(order.begin(), order.begin() + valid,
+                                      [&](int a, int c) { return row_d[a] < row_d[c]; });
+                     int32_t* on = out.nbr_row(first + r);
+                     float* od = out.dist_row(first + r);
+                     for (int j = 0; j < valid; ++j) {
+                       on[j] = static_cast<int32_t>(row_ids[order[j]]);
+                       od[j] = row_d[order[j]];
+                     }
+                     for (int j = valid; j < k; ++j) {
+                       on[j] = -1;
+                       od[j] = 1.f;
+                     }
+                   }
+                 });
+  return out;
+}
+
+PairStats evaluate_pairs(const PairModel& model, const Matrix& x, const KnnGraph& g, const Labels& labels,
+                         const InferenceOptions& o) {
+  check_inputs(model, x, g, o);
+  FC_CHECK(static_cast<int64_t>(labels.size()) == g.n, "labels have " << labels.size() << " rows but the graph has " << g.n);
+  double loss_sum = 0;
+  int64_t pairs = 0, correct = 0, tp = 0, pred_pos = 0, true_pos = 0;
+  for_each_batch(model, x, g, &labels, o, "pair evaluation",
+                 [&](int64_t, int64_t, const model::Batch& b, const torch::Tensor& logits) {
+                   const int64_t n = b.pad.defined() ? b.pad.logical_not().sum().item<int64_t>() : b.target.numel();
+                   loss_sum += model::pair_loss(logits, b).item<double>() * static_cast<double>(n);
+                   auto keep = b.pad.defined() ? b.pad.logical_not() : torch::ones_like(b.target, torch::kBool);
+                   auto pred = logits.gt(0).logical_and(keep);
+                   auto truth = b.target.gt(0.5).logical_and(keep);
+                   pairs += n;
+                   correct += pred.eq(truth).logical_and(keep).sum().item<int64_t>();
+                   tp += pred.logical_and(truth).sum().item<int64_t>();
+                   pred_pos += pred.sum().item<int64_t>();
+                   true_pos += truth.sum().item<int64_t>();
+                 });
+  PairStats s;
+  s.pairs = pairs;
+  s.loss = pairs ? loss_sum / static_cast<double>(pairs) : 0;
+  s.accuracy = pairs ? static_cast<double>(correct) / static_cast<double>(pairs) : 0;
+  s.precision = pred_pos ? static_cast<double>(tp) / static_cast<double>(pred_pos) : 0;
+  s.recall = true_pos ? static_cast<double>(tp) / static_cast<double>(true_pos) : 0;
+  return s;
+}
+
+}  // namespace facecluster

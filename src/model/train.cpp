@@ -1,0 +1,190 @@
+// The training job (the release's main.py): every labelled row is an anchor, BCE with logits
+// over its neighbour pairs, Adam, checkpoints per save_interval epochs, exact resume.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "batch.h"
+#include "checkpoint.h"
+#include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "facecluster/log.h"
+#include "net.h"
+#include "runtime.h"
+
+namespace facecluster {
+namespace fs = std::filesystem;
+
+namespace {
+
+void check_split(const TrainSplit& s, const ModelSpec& spec, const std::string& what) {
+  FC_CHECK(s.x && s.g, what << ": features and kNN graph are required");
+  FC_CHECK(s.labels && !s.labels->empty(), what << ": labels are required for training (dataset_args.label_path)");
+  FC_CHECK(static_cast<int64_t>(s.labels->size()) == s.x->rows,
+           what << ": " << s.labels->size() << " labels for " << s.x->rows << " feature rows");
+  FC_CHECK(s.g->n == s.x->rows, what << ": the kNN graph has " << s.g->n << " rows, the features " << s.x->rows);
+  FC_CHECK(s.x->cols == spec.in_dim, what << ": features have " << s.x->cols << " dimensions, the model reads " << spec.in_dim);
+  FC_CHECK(s.g->k >= spec.k || s.g->k >= s.g->n,
+           what << ": the kNN graph has k = " << s.g->k << " but the model reads " << spec.k << " neighbours");
+}
+
+std::string format_log(const std::vector<EpochLog>& logs) {
+  std::ostringstream os;
+  os.precision(6);
+  os << "[\n";
+  for (size_t i = 0; i < logs.size(); ++i) {
+    const auto& l = logs[i];
+    os << "  {\"epoch\": " << l.epoch << ", \"seconds\": " << l.seconds << ", \"anchors_per_second\": " << l.anchors_per_second
+       << ", \"loss\": " << l.train.loss << ", \"pair_accuracy\": " << l.train.accuracy;
+    if (l.validated)
+      os << ", \"val_loss\": " << l.validation.loss << ", \"val_pair_accuracy\": " << l.validation.accuracy
+         << ", \"val_pair_precision\": " << l.validation.precision << ", \"val_pair_recall\": " << l.validation.recall;
+    os << "}" << (i + 1 < logs.size() ? "," : "") << "\n";
+  }
+  os << "]\n";
+  return os.str();
+}
+
+}  // namespace
+
+std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,
+                                  const TrainSplit* val) {
+  check_split(train, spec, "training split");
+  if (val) check_split(*val, spec, "validation split");
+  FC_CHECK(cfg.batch_size >= 1, cfg.source << ": batch_size must be >= 1, got " << cfg.batch_size);
+  FC_CHECK(cfg.epochs >= 1, cfg.source << ": epochs must be >= 1, got " << cfg.epochs);
+  FC_CHECK(cfg.learning_rate > 0, cfg.source << ": learning_rate must be > 0, got " << cfg.learning_rate);
+  FC_CHECK(cfg.save_interval >= 1 && cfg.inference_interval >= 1 && cfg.print_interval >= 1,
+           cfg.source << ": save_interval, inference_interval and print_interval must be >= 1");
+  FC_CHECK(!cfg.work_dir.empty(), cfg.source << ": work_dir is required for training");
+  fs::create_directories(cfg.work_dir);
+  model::TorchThreads threads(cfg.threads);
+
+  PairModel pm;
+  pm = PairModel::create(spec, static_cast<uint64_t>(cfg.seed));  // seeds torch, then initialises
+  auto& net = pm.impl()->net;
+  torch::optim::Adam opt(net->parameters(),
+                         torch::optim::AdamOptions(cfg.learning_rate).weight_decay(cfg.weight_decay));
+  int start = std::max(0, cfg.start_epoch);
+  if (cfg.reload) {
+    const std::string last = latest_checkpoint(cfg.work_dir);
+    if (last.empty()) {
+      log_warn("reload: no checkpoint in " + cfg.work_dir + "; training from scratch");
+    } else {
+      auto ck = model::load_checkpoint(last, &spec);
+      torch::NoGradGuard no_grad;
+      auto src = ck.net->parameters();
+      auto dst = net->parameters();
+      for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
+      model::restore_optimizer(ck, opt, last);
+      model::restore_rng(ck, last);
+      start = ck.epoch;
+      log_info("resumed from " + last + " (epoch " + std::to_string(start) + ")");
+    }
+  }
+  if (start >= cfg.epochs) log_warn("nothing to train: already at epoch " + std::to_string(start) + " of " +
+                                    std::to_string(cfg.epochs));
+
+  const auto feats = model::feature_tensor(*train.x);
+  const int64_t n = train.x->rows;
+  const int64_t batch = std::min<int64_t>(cfg.batch_size, n);
+  const int64_t iters = n / batch;  // drop last
+  log_info("training " + spec.describe() + ", " + std::to_string(pm.parameter_count()) + " parameters, " +
+           std::to_string(n) + " anchors, batch " + std::to_string(batch) + ", " + std::to_string(iters) +
+           " iterations per epoch");
+  std::vector<EpochLog> logs;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  InferenceOptions vo;
+  vo.batch_size = cfg.test_batch_size;
+  vo.threads = cfg.threads;
+  for (int epoch = start; epoch < cfg.epochs; ++epoch) {
+    net->train();
+    // The order depends only on (seed, epoch), so a resumed run shuffles as the uninterrupted one.
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(static_cast<uint64_t>(cfg.seed) * 1000003ULL + static_cast<uint64_t>(epoch));
+    std::shuffle(order.begin(), order.end(), rng);
+    const auto t0 = std::chrono::steady_clock::now();
+    double loss_sum = 0, window_loss = 0;
+    int64_t correct = 0, counted = 0, window_correct = 0, window_pairs = 0;
+    for (int64_t it = 0; it < iters; ++it) {
+      check_interrupt();
+      model::Batch b = model::make_batch(feats, *train.g, order.data() + it * batch, batch, spec.k, train.labels);
+      auto logits = net->forward(b.x, b.pad);
+      auto loss = model::pair_loss(logits, b);
+      opt.zero_grad();
+      loss.backward();
+      if (cfg.clip_max_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), cfg.clip_max_norm);
+      opt.step();
+      {
+        torch::NoGradGuard ng;
+        auto keep = b.pad.defined() ? b.pad.logical_not() : torch::ones_like(b.target, torch::kBool);
+        const int64_t pairs = keep.sum().item<int64_t>();
+        const int64_t ok = logits.gt(0).eq(b.target.gt(0.5)).logical_and(keep).sum().item<int64_t>();
+        const double l = loss.item<double>();
+        loss_sum += l * static_cast<double>(pairs);
+        window_loss += l * static_cast<double>(pairs);
+        correct += ok;
+        window_correct += ok;
+        counted += pairs;
+        window_pairs += pairs;
+      }
+      if ((it + 1) % cfg.print_interval == 0 || it + 1 == iters) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double rate = static_cast<double>((it + 1) * batch) / std::max(s, 1e-9);
+        const double eta = static_cast<double>((iters - it - 1) * batch) / std::max(rate, 1e-9);
+        char line[256];
+        std::snprintf(line, sizeof line, "epoch %d/%d iter %lld/%lld: loss %.4f, pair accuracy %.4f, %.0f anchors/s, ETA %.0f s",
+                      epoch + 1, cfg.epochs, static_cast<long long>(it + 1), static_cast<long long>(iters),
+                      window_loss / std::max<int64_t>(window_pairs, 1),
+                      static_cast<double>(window_correct) / std::max<int64_t>(window_pairs, 1), rate, eta);
+        log_info(line);
+        window_loss = 0;
+        window_correct = window_pairs = 0;
+      }
+    }
+    EpochLog log;
+    log.epoch = epoch + 1;
+    log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log.anchors_per_second = static_cast<double>(iters * batch) / std::max(log.seconds, 1e-9);
+    log.train.pairs = counted;
+    log.train.loss = loss_sum / std::max<int64_t>(counted, 1);
+    log.train.accuracy = static_cast<double>(correct) / std::max<int64_t>(counted, 1);
+    if ((epoch + 1) % cfg.save_interval == 0 || epoch + 1 == cfg.epochs) {
+      const std::string path = checkpoint_path(cfg.work_dir, epoch + 1);
+      model::CheckpointExtras extras;
+      extras.optimizer = &opt;
+      extras.config_yaml = config_to_yaml(cfg);
+      extras.with_rng = true;
+      model::save_checkpoint(path, net, epoch + 1, extras);
+      log_info("saved " + path);
+    }
+    if (val && (epoch + 1) % cfg.inference_interval == 0) {
+      // Evaluation must not move the training random stream, or resume would diverge.
+      const auto state = at::detail::getDefaultCPUGenerator().get_state();
+      pm.impl()->epoch = epoch + 1;
+      log.validation = evaluate_pairs(pm, *val->x, *val->g, *val->labels, vo);
+      log.validated = true;
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(state);
+    }
+    char line[256];
+    std::snprintf(line, sizeof line, "epoch %d done in %.1f s: loss %.4f, pair accuracy %.4f", epoch + 1, log.seconds,
+                  log.train.loss, log.train.accuracy);
+    std::string msg = line;
+    if (log.validated) {
+      std::snprintf(line, sizeof line, "; validation loss %.4f, pair accuracy %.4f (precision %.4f, recall %.4f)",
+                    log.validation.loss, log.validation.accuracy, log.validation.precision, log.validation.recall);
+      msg += line;
+    }
+    log_info(msg);
+    logs.push_back(log);
+    write_text_file((fs::path(cfg.work_dir) / "train_log.json").string(), format_log(logs));
+  }
+  return logs;
+}
+
+}  // namespace facecluster
