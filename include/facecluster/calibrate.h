@@ -47,4 +47,12 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
 // The same graph with calibrated distances 1 - P(same); neighbour order is unchanged.
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
 
+// The linking threshold from the stability of the clustering over tau. With one parent per face
+// the links form a forest, so the number of clusters at tau is N minus the links with TPDi < tau:
+// the histogram of link TPDi values is how fast the clustering changes with tau. Above the
+// calibrated midpoint (0.5) the clustering is most stable where that histogram is lowest; when
+// that valley is deep (at most `depth` times the links just below 0.5) tau moves to its middle,
+// otherwise it stays at 0.5. `note` receives one line saying what was chosen and why.
+double stable_tau(const Links& links, std::string* note, double depth = 0.2);
+
 }  // namespace facecluster

@@ -44,6 +44,12 @@ ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const 
   GraphResult gr = run_graph_stage(*work, r.params);
   r.density = std::move(gr.density);
   r.links = std::move(gr.links);
+  if (calibrate == "auto" && taus.empty()) {
+    std::string note;
+    tau_list = {stable_tau(r.links, &note)};
+    r.notes.push_back(note);
+    log_info("  auto: " + note);
+  }
   StageTimer t("link + score " + std::to_string(tau_list.size()) + " tau value(s)");
   double best = -1;
   for (size_t i = 0; i < tau_list.size(); ++i) {

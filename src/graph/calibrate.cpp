@@ -179,9 +179,8 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity); P(same) = 0.5 at similarity %.3f",
                         c.same.threshold()));
   // On the calibrated scale TPDi = 1 - (overlap of two faces' same-identity neighbourhoods);
-  // linking when more than half overlaps is the scale's midpoint.
+  // the midpoint 0.5 is the start; stable_tau() refines it once the links exist.
   c.tau = 0.5;
-  c.notes.push_back("tau 0.5: link a face to its denser neighbour when their calibrated neighbourhoods overlap by more than half");
   return c;
 }
 
@@ -198,6 +197,38 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
     }
   }
   return out;
+}
+
+double stable_tau(const Links& links, std::string* note, double depth) {
+  const int bins = 200;  // 0.005 wide
+  std::vector<int64_t> cum(bins + 1, 0);  // cum[b] = links with TPDi < b / bins
+  for (size_t i = 0; i < links.parent.size(); ++i) {
+    if (links.parent[i] < 0) continue;
+    const double t = std::clamp(static_cast<double>(links.dist[i]), 0.0, 1.0);
+    cum[std::min(bins, static_cast<int>(std::ceil(t * bins)))] += 1;
+  }
+  for (int b = 1; b <= bins; ++b) cum[b] += cum[b - 1];
+  // Links in the window of width 0.05 centred at b / bins.
+  const int half = 5;
+  auto window = [&](int b) { return cum[std::min(bins, b + half)] - cum[std::max(0, b - half)]; };
+  const int lo = bins / 2, hi = bins * 95 / 100;
+  const int64_t ref = window(lo - half);  // links with TPDi in [0.45, 0.5)
+  int64_t least = window(lo);
+  for (int b = lo; b <= hi; ++b) least = std::min(least, window(b));
+  // The middle of the first run of windows at the minimum.
+  int first = lo;
+  while (window(first) != least) ++first;
+  int last = first;
+  while (last + 1 <= hi && window(last + 1) == least) ++last;
+  const double valley = (first + last) / 2.0 / bins;
+  const bool deep = ref >= 20 && static_cast<double>(least) <= depth * static_cast<double>(ref);
+  if (note)
+    *note = deep ? fmt("tau %.3f: the clustering is most stable there (%.0f links per 0.05 of tau, against %.0f just "
+                       "below 0.5)", valley, double(least), double(ref))
+                 : fmt("tau 0.5: no stable plateau above the calibrated midpoint (at best %.0f links per 0.05 of tau, "
+                       "against %.0f just below 0.5); link when calibrated neighbourhoods overlap by more than half",
+                       double(least), double(ref));
+  return deep ? valley : 0.5;
 }
 
 }  // namespace facecluster

@@ -66,3 +66,40 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
 }
 
 TEST(Calibrate, TooFewValuesIsAnError) { EXPECT_THROW(fit_mixture({0.1f, 0.2f}), Error); }
+
+namespace {
+// Links whose TPDi values spread evenly over [t - 0.025, t + 0.025) for each (t, count).
+facecluster::Links links_with(const std::vector<std::pair<double, int>>& groups) {
+  facecluster::Links l;
+  for (const auto& [t, count] : groups)
+    for (int i = 0; i < count; ++i) {
+      l.parent.push_back(0);
+      l.dist.push_back(static_cast<float>(std::min(1.0, t - 0.025 + 0.05 * (i + 0.5) / count)));
+    }
+  l.parent.push_back(-1);  // a root
+  l.dist.push_back(1.f);
+  return l;
+}
+}  // namespace
+
+TEST(StableTau, MovesToADeepValleyAboveTheMidpoint) {
+  // Same-identity links spread up to 0.7, a gap, then cross-identity links near 1.
+  std::vector<std::pair<double, int>> g;
+  for (int b = 0; b < 14; ++b) g.emplace_back(0.025 + 0.05 * b, 100);
+  g.emplace_back(0.97, 300);
+  std::string note;
+  const double tau = facecluster::stable_tau(links_with(g), &note);
+  EXPECT_GT(tau, 0.72);  // inside the empty stretch (0.7, 0.97)
+  EXPECT_LT(tau, 0.95);
+  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
+}
+
+TEST(StableTau, StaysAtTheMidpointWithoutAClearPlateau) {
+  std::vector<std::pair<double, int>> g;
+  for (int b = 0; b < 20; ++b) g.emplace_back(0.025 + 0.05 * b, 40);  // flat: no stable stretch
+  std::string note;
+  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with(g), &note), 0.5);
+  EXPECT_NE(note.find("no stable plateau"), std::string::npos) << note;
+  // Too few links near the midpoint to judge: the midpoint too.
+  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with({{0.1, 500}, {0.47, 5}, {0.99, 50}}), nullptr), 0.5);
+}
