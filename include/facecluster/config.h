@@ -64,6 +64,10 @@ struct Config {
   bool recompute_dist = true;
   int eval_epoch = 7;
   int threads = 0;  // facecluster extension: 0 = all cores
+  // facecluster extension: train on randomly rotated features (one random orthogonal D x D
+  // matrix per batch). Cosines are unchanged, so the model must learn how neighbours relate
+  // rather than where each training identity sits; see docs/model.md.
+  bool augment_rotation = false;
 };
 
 // Loads a YAML file; throws Error naming the file and the key on unknown keys, wrong types or

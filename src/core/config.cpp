@@ -109,6 +109,7 @@ const std::map<std::string, Field>& fields() {
         FIELD("prefix", String, prefix),
         FIELD("eval_epoch", Int, eval_epoch),
         FIELD("threads", Int, threads),
+        FIELD("augment_rotation", Bool, augment_rotation),
     };
     add_dataset_fields(t, "dataset_args", &Config::dataset_args);
     add_dataset_fields(t, "test_dataset_args", &Config::test_dataset_args);

@@ -95,7 +95,7 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   const int64_t iters = n / batch;  // drop last
   log_info("training " + spec.describe() + ", " + std::to_string(pm.parameter_count()) + " parameters, " +
            std::to_string(n) + " anchors, batch " + std::to_string(batch) + ", " + std::to_string(iters) +
-           " iterations per epoch");
+           " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : ""));
   std::vector<EpochLog> logs;
   std::vector<int64_t> order(static_cast<size_t>(n));
   InferenceOptions vo;
@@ -113,6 +113,10 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
     for (int64_t it = 0; it < iters; ++it) {
       check_interrupt();
       model::Batch b = model::make_batch(feats, *train.g, order.data() + it * batch, batch, spec.k, train.labels);
+      if (cfg.augment_rotation) {
+        auto q = std::get<0>(torch::linalg_qr(torch::randn({spec.in_dim, spec.in_dim})));
+        b.x = torch::matmul(b.x, q);
+      }
       auto logits = net->forward(b.x, b.pad);
       auto loss = model::pair_loss(logits, b);
       opt.zero_grad();

@@ -336,3 +336,19 @@ TEST(Model, TrainingRefusesMissingLabelsAndMismatchedData) {
   EXPECT_THROW(train_model(c, tiny_spec(16), ok, nullptr), Error);  // features are 8-d
   EXPECT_THROW(train_model(c, tiny_spec(8, 10), ok, nullptr), Error);  // graph has k 6 < 10
 }
+
+TEST(Model, RotationAugmentedTrainingIsReproducible) {
+  set_log_level(0);
+  fctest::TempDir dir;
+  Toy t = make_toy(160, 8, 6, 21);
+  for (int64_t i = 0; i < t.g.n; ++i)
+    for (int j = 3; j < 6; ++j) t.g.nbr_row(i)[j] = static_cast<int32_t>((i + 2 * j + 1) % t.g.n);
+  TrainSplit tr{&t.x, &t.g, &t.labels};
+  Config a = tiny_config(dir.file("a"), 2), b = tiny_config(dir.file("b"), 2);
+  a.augment_rotation = b.augment_rotation = true;
+  const auto la = train_model(a, tiny_spec(), tr, nullptr);
+  const auto lb = train_model(b, tiny_spec(), tr, nullptr);
+  EXPECT_EQ(la.back().train.loss, lb.back().train.loss);  // same seed, same random rotations
+  Config plain = tiny_config(dir.file("c"), 2);
+  EXPECT_NE(train_model(plain, tiny_spec(), tr, nullptr).back().train.loss, la.back().train.loss);
+}
