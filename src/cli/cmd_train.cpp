@@ -89,6 +89,23 @@ std::function<void()> add_train(CLI::App& app) {
   };
 }
 
+std::function<void()> add_export(CLI::App& app) {
+  auto* cmd = app.add_subcommand("export-model", "write the weights of a training checkpoint as a model file (no optimizer state)");
+  struct Args {
+    std::string checkpoint, out;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("checkpoint", a->checkpoint, "training checkpoint (work_dir/epoch_<E>.ckpt)")->required();
+  cmd->add_option("out", a->out, "model file to write")->required();
+  return [a] {
+    check_parent_dir(a->out);
+    PairModel m = PairModel::load(a->checkpoint);
+    m.save_weights(a->out);
+    std::printf("wrote %s (%s, %lld parameters, %d epoch(s))\n", a->out.c_str(), m.spec().describe().c_str(),
+                static_cast<long long>(m.parameter_count()), m.epoch());
+  };
+}
+
 std::function<void()> add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "cluster a split with a trained model (the release's eval.py) from a YAML config");
   struct Args {

@@ -16,6 +16,7 @@ std::function<void()> add_demo(CLI::App& app);
 #ifdef FC_WITH_TORCH
 std::function<void()> add_train(CLI::App& app);
 std::function<void()> add_eval(CLI::App& app);
+std::function<void()> add_export(CLI::App& app);
 #endif
 
 }  // namespace facecluster::cli

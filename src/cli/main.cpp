@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
 #ifdef FC_WITH_TORCH
   adders.push_back(add_train);
   adders.push_back(add_eval);
+  adders.push_back(add_export);
 #endif
   for (auto add : adders) {
     auto run = add(app);
