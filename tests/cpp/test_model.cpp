@@ -232,9 +232,13 @@ TEST(Model, LearnsTwoIdentitiesAndTheLearnedGraphIsSorted) {
   const ModelSpec s = tiny_spec();
   Config cfg = tiny_config(dir.file("work"), 30);
   TrainSplit tr{&train.x, &train.g, &train.labels}, te{&test.x, &test.g, &test.labels};
-  const auto logs = train_model(cfg, s, tr, nullptr);
+  cfg.inference_interval = 10;
+  const auto logs = train_model(cfg, s, tr, &te);
   ASSERT_EQ(logs.size(), 30u);
   EXPECT_LT(logs.back().train.loss, 0.5 * logs.front().train.loss);
+  EXPECT_TRUE(logs[9].validated && logs[29].validated);
+  EXPECT_FALSE(logs[10].validated);
+  EXPECT_EQ(logs[29].validation.pairs, test.g.n * 6);
   auto m = PairModel::load(checkpoint_path(cfg.work_dir, 30), &s);
   InferenceOptions o;
   o.batch_size = 7;  // batches that do not divide N
