@@ -18,13 +18,8 @@ namespace {
 KnnGraph apply_model(const Config& cfg, const DatasetArgs& ds, const ModelUse& use, const Matrix& x, const KnnGraph& g) {
 #ifdef FC_WITH_TORCH
   const std::string path = use.path == "default" ? default_model_path() : use.path;
-  PairModel m;
-  if (use.check_config_arch) {
-    const ModelSpec expected = ModelSpec::from_config(cfg.model_args, ds.feature_dim);
-    m = PairModel::load(path, &expected);
-  } else {
-    m = PairModel::load(path);
-  }
+  const ModelSpec expected = ModelSpec::from_config(cfg.model_args, ds.feature_dim);
+  const PairModel m = PairModel::load(path, use.check_config_arch ? &expected : nullptr);
   log_info("model " + path + ": " + m.spec().describe() + ", trained " + std::to_string(m.epoch()) + " epoch(s)");
   InferenceOptions o;
   o.batch_size = use.batch_size;
@@ -38,6 +33,33 @@ KnnGraph apply_model(const Config& cfg, const DatasetArgs& ds, const ModelUse& u
 }
 
 }  // namespace
+
+SplitData read_split(const DatasetArgs& ds) {
+  SplitData s;
+  {
+    StageTimer t("read " + ds.feature_path);
+    s.x = read_features(ds.feature_path, ds.feature_dim);
+    if (ds.is_norm_feat) normalize_rows(s.x, ds.feature_path);
+    else check_finite_rows(s.x, ds.feature_path);
+  }
+  if (!ds.label_path.empty()) {
+    s.labels = read_labels(ds.label_path);
+    FC_CHECK(static_cast<int64_t>(s.labels.size()) == s.x.rows, "labels " << ds.label_path << " have " << s.labels.size()
+                                                                          << " rows but features " << ds.feature_path
+                                                                          << " have " << s.x.rows);
+  }
+  return s;
+}
+
+std::string resolve_calibration(const std::string& configured, bool with_model) {
+  if (configured != "default") return configured;
+  return with_model ? "off" : "auto";
+}
+
+std::vector<double> config_taus(const ClusterArgs& a, const std::string& calibrate) {
+  if (calibrate == "auto" && a.tau_step <= 1) return {};
+  return tau_values(a);
+}
 
 void apply_sets(Config& cfg, const std::vector<std::string>& sets) {
   for (const auto& s : sets) {
@@ -65,20 +87,9 @@ ClusterResult run_cluster(const Config& cfg, const DatasetArgs& ds, const KnnOpt
     FC_CHECK(parent.empty() || fs::is_directory(parent),
              "cannot write results to " << out_dir << ": folder " << parent.string() << " does not exist");
   }
-  Matrix x;
-  {
-    StageTimer t("read " + ds.feature_path);
-    x = read_features(ds.feature_path, ds.feature_dim);
-    if (ds.is_norm_feat) normalize_rows(x, ds.feature_path);
-    else check_finite_rows(x, ds.feature_path);
-  }
-  Labels gt;
-  if (!ds.label_path.empty()) {
-    gt = read_labels(ds.label_path);
-    FC_CHECK(static_cast<int64_t>(gt.size()) == x.rows, "labels " << ds.label_path << " have " << gt.size()
-                                                                  << " rows but features " << ds.feature_path << " have "
-                                                                  << x.rows);
-  }
+  SplitData split = read_split(ds);
+  const Matrix& x = split.x;
+  const Labels& gt = split.labels;
   KnnGraph g = knn_for_dataset(x, ds, knn_opt, reload);
   if (!model.path.empty()) g = apply_model(cfg, ds, model, x, g);
   GraphParams gp = cfg.graph;

@@ -25,6 +25,20 @@ ClusterResult run_cluster(const Config& cfg, const DatasetArgs& ds, const KnnOpt
 
 void print_result(const ClusterResult& r);
 
+// A split's features (normalised per is_norm_feat) and, when label_path is set, its labels
+// (checked to match the rows).
+struct SplitData {
+  Matrix x;
+  Labels labels;
+};
+SplitData read_split(const DatasetArgs& ds);
+
+// The calibration to run: "default" means auto without a model and off with one (a model's
+// distances are calibrated by training).
+std::string resolve_calibration(const std::string& configured, bool with_model);
+// The config's tau sweep, or empty (the calibrated tau) when auto calibration keeps one value.
+std::vector<double> config_taus(const ClusterArgs& a, const std::string& calibrate);
+
 // Applies --set KEY=VALUE overrides.
 void apply_sets(Config& cfg, const std::vector<std::string>& sets);
 

@@ -87,16 +87,14 @@ std::function<void()> add_cluster(CLI::App& app) {
     if (!a->density.empty()) cfg.graph.density = a->density;
     if (a->no_tpdi) cfg.graph.use_tpdi = false;
     if (!a->select_by.empty()) cfg.cluster_args.select_by = a->select_by;
-    std::string calibrate = a->calibrate.empty() ? cfg.cluster_args.calibrate : a->calibrate;
-    // Training-free: self-calibrated unless told otherwise. A model's distances are calibrated by
-    // training, so with one the release's constants apply.
-    if (calibrate == "default") calibrate = a->model.path.empty() ? "auto" : "off";
+    const std::string calibrate =
+        resolve_calibration(a->calibrate.empty() ? cfg.cluster_args.calibrate : a->calibrate, !a->model.path.empty());
     // A tau the user gives wins over the calibrated one (the distances are still calibrated);
     // with calibration off the config's tau values apply.
     std::vector<double> taus;
     if (!std::isnan(a->tau)) taus = {a->tau};
     else if (!a->tau_range.empty()) taus = parse_tau_range(a->tau_range);
-    else if (calibrate != "auto" || cfg.cluster_args.tau_step > 1) taus = tau_values(cfg.cluster_args);
+    else taus = config_taus(cfg.cluster_args, calibrate);
     std::string out = a->out;
     if (out.empty() && !a->config.empty()) out = (fs::path(cfg.work_dir) / "results").string();
     if (!out.empty() && !a->config.empty()) fs::create_directories(fs::path(out).parent_path());

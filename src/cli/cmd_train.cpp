@@ -16,8 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Split {
-  Matrix x;
-  Labels labels;
+  SplitData data;
   KnnGraph g;
 };
 
@@ -25,17 +24,8 @@ Split load_split(DatasetArgs ds, const std::string& knn_fallback, const std::str
   if (ds.knn_path.empty()) ds.knn_path = knn_fallback;
   FC_CHECK(!ds.label_path.empty(), what << ": label_path is required (pair labels come from identities)");
   Split s;
-  {
-    StageTimer t("read " + ds.feature_path);
-    s.x = read_features(ds.feature_path, ds.feature_dim);
-    if (ds.is_norm_feat) normalize_rows(s.x, ds.feature_path);
-    else check_finite_rows(s.x, ds.feature_path);
-  }
-  s.labels = read_labels(ds.label_path);
-  FC_CHECK(static_cast<int64_t>(s.labels.size()) == s.x.rows, "labels " << ds.label_path << " have " << s.labels.size()
-                                                                         << " rows but features " << ds.feature_path
-                                                                         << " have " << s.x.rows);
-  s.g = knn_for_dataset(s.x, ds, KnnOptions{}, false);
+  s.data = read_split(ds);
+  s.g = knn_for_dataset(s.data.x, ds, KnnOptions{}, false);
   return s;
 }
 
@@ -68,9 +58,9 @@ std::function<void()> add_train(CLI::App& app) {
         val = std::make_unique<Split>(load_split(vd, cfg.test_knn_path, a->config + ": test_dataset_args"));
       }
     }
-    const ModelSpec spec = ModelSpec::from_config(cfg.model_args, train.x.cols);
-    TrainSplit ts{&train.x, &train.g, &train.labels};
-    TrainSplit vs{val ? &val->x : nullptr, val ? &val->g : nullptr, val ? &val->labels : nullptr};
+    const ModelSpec spec = ModelSpec::from_config(cfg.model_args, train.data.x.cols);
+    TrainSplit ts{&train.data.x, &train.g, &train.data.labels};
+    TrainSplit vs{val ? &val->data.x : nullptr, val ? &val->g : nullptr, val ? &val->data.labels : nullptr};
     const auto logs = train_model(cfg, spec, ts, val ? &vs : nullptr);
     const std::string last = latest_checkpoint(cfg.work_dir);
     FC_CHECK(!last.empty(), "training wrote no checkpoint to " << cfg.work_dir);
@@ -139,9 +129,8 @@ std::function<void()> add_eval(CLI::App& app) {
     }
     use.check_config_arch = use.path != "default";
     use.batch_size = cfg.test_batch_size;
-    std::string calibrate = cfg.cluster_args.calibrate == "default" ? "off" : cfg.cluster_args.calibrate;
-    std::vector<double> taus;
-    if (calibrate != "auto" || cfg.cluster_args.tau_step > 1) taus = tau_values(cfg.cluster_args);
+    const std::string calibrate = resolve_calibration(cfg.cluster_args.calibrate, true);
+    const std::vector<double> taus = config_taus(cfg.cluster_args, calibrate);
     const std::string out = a->out.empty() ? (fs::path(cfg.work_dir) / "results").string() : a->out;
     fs::create_directories(fs::path(out).parent_path());
     ClusterResult r = run_cluster(cfg, ds, KnnOptions{}, false, calibrate, taus, a->bins, out, use);

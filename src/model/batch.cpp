@@ -61,6 +61,29 @@ torch::Tensor pair_loss(const torch::Tensor& logits, const Batch& b) {
   return (per * keep).sum() / keep.sum().clamp_min(1.0);
 }
 
+PairCounts count_pairs(const torch::Tensor& logits, const Batch& b) {
+  torch::NoGradGuard no_grad;
+  const auto keep = b.pad.defined() ? b.pad.logical_not() : torch::ones_like(b.target, torch::kBool);
+  const auto pred = logits.gt(0).logical_and(keep);
+  const auto truth = b.target.gt(0.5).logical_and(keep);
+  PairCounts c;
+  c.pairs = keep.sum().item<int64_t>();
+  c.correct = pred.eq(truth).logical_and(keep).sum().item<int64_t>();
+  c.true_positive = pred.logical_and(truth).sum().item<int64_t>();
+  c.predicted_positive = pred.sum().item<int64_t>();
+  c.positive = truth.sum().item<int64_t>();
+  return c;
+}
+
+void check_model_input(const ModelSpec& s, const Matrix& x, const KnnGraph& g, const std::string& what) {
+  const std::string p = what.empty() ? "" : what + ": ";
+  FC_CHECK(x.cols == s.in_dim, p << "the model reads " << s.in_dim << "-d features but these have " << x.cols
+                                 << " dimensions");
+  FC_CHECK(g.n == x.rows, p << "the kNN graph has " << g.n << " rows but the features have " << x.rows);
+  FC_CHECK(g.k >= s.k || g.k >= g.n, p << "the model reads " << s.k << " neighbours per face but the kNN graph has k = "
+                                       << g.k << " (build it with k >= " << s.k << ")");
+}
+
 torch::Tensor feature_tensor(const Matrix& x) {
   FC_CHECK(x.rows > 0 && x.cols > 0, "model: empty feature matrix");
   return torch::from_blob(const_cast<float*>(x.row(0)), {x.rows, x.cols}, torch::kFloat32);

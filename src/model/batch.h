@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "facecluster/model.h"
 #include "facecluster/types.h"
 
 namespace facecluster::model {
@@ -24,6 +25,17 @@ Batch make_batch(const torch::Tensor& feats, const KnnGraph& g, const int64_t* a
 
 // Mean BCE-with-logits over the non-padded pairs.
 torch::Tensor pair_loss(const torch::Tensor& logits, const Batch& b);
+
+// Counts over the non-padded pairs of a batch; a pair is predicted "same" when its logit > 0.
+struct PairCounts {
+  int64_t pairs = 0, correct = 0, true_positive = 0, predicted_positive = 0, positive = 0;
+};
+PairCounts count_pairs(const torch::Tensor& logits, const Batch& b);
+
+// Throws unless the features and graph fit the model: D == in_dim, one graph row per feature
+// row, and k neighbours per row (fewer only when the graph holds every row). `what` prefixes
+// the message when not empty.
+void check_model_input(const ModelSpec& spec, const Matrix& x, const KnnGraph& g, const std::string& what);
 
 // A (N, D) tensor viewing the matrix's memory (no copy; the tensor must not be written).
 torch::Tensor feature_tensor(const Matrix& x);

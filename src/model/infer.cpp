@@ -14,12 +14,7 @@ namespace {
 
 void check_inputs(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o) {
   FC_CHECK(model.impl(), "model: not loaded");
-  const ModelSpec& s = model.spec();
-  FC_CHECK(x.cols == s.in_dim, "the model reads " << s.in_dim << "-d features but these have " << x.cols
-                                                   << " dimensions");
-  FC_CHECK(g.n == x.rows, "the kNN graph has " << g.n << " rows but the features have " << x.rows);
-  FC_CHECK(g.k >= s.k || g.k >= g.n, "the model reads " << s.k << " neighbours per face but the kNN graph has k = " << g.k
-                                                         << " (build it with k >= " << s.k << ")");
+  model::check_model_input(model.spec(), x, g, "");
   FC_CHECK(o.batch_size >= 1, "batch size must be >= 1, got " << o.batch_size);
 }
 
@@ -93,26 +88,24 @@ PairStats evaluate_pairs(const PairModel& model, const Matrix& x, const KnnGraph
   check_inputs(model, x, g, o);
   FC_CHECK(static_cast<int64_t>(labels.size()) == g.n, "labels have " << labels.size() << " rows but the graph has " << g.n);
   double loss_sum = 0;
-  int64_t pairs = 0, correct = 0, tp = 0, pred_pos = 0, true_pos = 0;
+  model::PairCounts total;
   for_each_batch(model, x, g, &labels, o, "pair evaluation",
                  [&](int64_t, int64_t, const model::Batch& b, const torch::Tensor& logits) {
-                   const int64_t n = b.pad.defined() ? b.pad.logical_not().sum().item<int64_t>() : b.target.numel();
-                   loss_sum += model::pair_loss(logits, b).item<double>() * static_cast<double>(n);
-                   auto keep = b.pad.defined() ? b.pad.logical_not() : torch::ones_like(b.target, torch::kBool);
-                   auto pred = logits.gt(0).logical_and(keep);
-                   auto truth = b.target.gt(0.5).logical_and(keep);
-                   pairs += n;
-                   correct += pred.eq(truth).logical_and(keep).sum().item<int64_t>();
-                   tp += pred.logical_and(truth).sum().item<int64_t>();
-                   pred_pos += pred.sum().item<int64_t>();
-                   true_pos += truth.sum().item<int64_t>();
+                   const model::PairCounts c = model::count_pairs(logits, b);
+                   loss_sum += model::pair_loss(logits, b).item<double>() * static_cast<double>(c.pairs);
+                   total.pairs += c.pairs;
+                   total.correct += c.correct;
+                   total.true_positive += c.true_positive;
+                   total.predicted_positive += c.predicted_positive;
+                   total.positive += c.positive;
                  });
+  auto ratio = [](int64_t a, int64_t b) { return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
   PairStats s;
-  s.pairs = pairs;
-  s.loss = pairs ? loss_sum / static_cast<double>(pairs) : 0;
-  s.accuracy = pairs ? static_cast<double>(correct) / static_cast<double>(pairs) : 0;
-  s.precision = pred_pos ? static_cast<double>(tp) / static_cast<double>(pred_pos) : 0;
-  s.recall = true_pos ? static_cast<double>(tp) / static_cast<double>(true_pos) : 0;
+  s.pairs = total.pairs;
+  s.loss = total.pairs ? loss_sum / static_cast<double>(total.pairs) : 0;
+  s.accuracy = ratio(total.correct, total.pairs);
+  s.precision = ratio(total.true_positive, total.predicted_positive);
+  s.recall = ratio(total.true_positive, total.positive);
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -26,10 +27,7 @@ void check_split(const TrainSplit& s, const ModelSpec& spec, const std::string& 
   FC_CHECK(s.labels && !s.labels->empty(), what << ": labels are required for training (dataset_args.label_path)");
   FC_CHECK(static_cast<int64_t>(s.labels->size()) == s.x->rows,
            what << ": " << s.labels->size() << " labels for " << s.x->rows << " feature rows");
-  FC_CHECK(s.g->n == s.x->rows, what << ": the kNN graph has " << s.g->n << " rows, the features " << s.x->rows);
-  FC_CHECK(s.x->cols == spec.in_dim, what << ": features have " << s.x->cols << " dimensions, the model reads " << spec.in_dim);
-  FC_CHECK(s.g->k >= spec.k || s.g->k >= s.g->n,
-           what << ": the kNN graph has k = " << s.g->k << " but the model reads " << spec.k << " neighbours");
+  model::check_model_input(spec, *s.x, *s.g, what);
 }
 
 std::string format_log(const std::vector<EpochLog>& logs) {
@@ -64,27 +62,27 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   fs::create_directories(cfg.work_dir);
   model::TorchThreads threads(cfg.threads);
 
-  PairModel pm;
-  pm = PairModel::create(spec, static_cast<uint64_t>(cfg.seed));  // seeds torch, then initialises
+  PairModel pm = PairModel::create(spec, static_cast<uint64_t>(cfg.seed));  // seeds torch, then initialises
+  int start = std::max(0, cfg.start_epoch);
+  std::string resume_from;
+  std::unique_ptr<model::LoadedCheckpoint> ck;
+  if (cfg.reload) {
+    resume_from = latest_checkpoint(cfg.work_dir);
+    if (resume_from.empty()) {
+      log_warn("reload: no checkpoint in " + cfg.work_dir + "; training from scratch");
+    } else {
+      ck = std::make_unique<model::LoadedCheckpoint>(model::load_checkpoint(resume_from, &spec));
+      pm.impl()->net = ck->net;
+      start = ck->epoch;
+    }
+  }
   auto& net = pm.impl()->net;
   torch::optim::Adam opt(net->parameters(),
                          torch::optim::AdamOptions(cfg.learning_rate).weight_decay(cfg.weight_decay));
-  int start = std::max(0, cfg.start_epoch);
-  if (cfg.reload) {
-    const std::string last = latest_checkpoint(cfg.work_dir);
-    if (last.empty()) {
-      log_warn("reload: no checkpoint in " + cfg.work_dir + "; training from scratch");
-    } else {
-      auto ck = model::load_checkpoint(last, &spec);
-      torch::NoGradGuard no_grad;
-      auto src = ck.net->parameters();
-      auto dst = net->parameters();
-      for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
-      model::restore_optimizer(ck, opt, last);
-      model::restore_rng(ck, last);
-      start = ck.epoch;
-      log_info("resumed from " + last + " (epoch " + std::to_string(start) + ")");
-    }
+  if (ck) {
+    model::restore_optimizer(*ck, opt, resume_from);
+    model::restore_rng(*ck, resume_from);
+    log_info("resumed from " + resume_from + " (epoch " + std::to_string(start) + ")");
   }
   if (start >= cfg.epochs) log_warn("nothing to train: already at epoch " + std::to_string(start) + " of " +
                                     std::to_string(cfg.epochs));
@@ -124,17 +122,14 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
       if (cfg.clip_max_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), cfg.clip_max_norm);
       opt.step();
       {
-        torch::NoGradGuard ng;
-        auto keep = b.pad.defined() ? b.pad.logical_not() : torch::ones_like(b.target, torch::kBool);
-        const int64_t pairs = keep.sum().item<int64_t>();
-        const int64_t ok = logits.gt(0).eq(b.target.gt(0.5)).logical_and(keep).sum().item<int64_t>();
-        const double l = loss.item<double>();
-        loss_sum += l * static_cast<double>(pairs);
-        window_loss += l * static_cast<double>(pairs);
-        correct += ok;
-        window_correct += ok;
-        counted += pairs;
-        window_pairs += pairs;
+        const model::PairCounts c = model::count_pairs(logits, b);
+        const double l = loss.item<double>() * static_cast<double>(c.pairs);
+        loss_sum += l;
+        window_loss += l;
+        correct += c.correct;
+        window_correct += c.correct;
+        counted += c.pairs;
+        window_pairs += c.pairs;
       }
       if ((it + 1) % cfg.print_interval == 0 || it + 1 == iters) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
