@@ -1,5 +1,5 @@
-// Graph stage (transition probabilities + NDDE + TPDi + parents + components) on an N x 80
-// graph shaped like a face kNN graph. Reported as ratios to baselines of the same run:
+// Graph stage (transition probabilities + NDDE + TPDi + parents + components) and the
+// self-calibration on an N x 80 graph shaped like a face kNN graph. Reported as ratios to baselines of the same run:
 //   time_vs_scan = stage time / time of one summing pass over the graph arrays;
 //   mem_vs_graph = extra peak memory of the stage / bytes of the graph (neighbours + distances).
 // FC_BENCH_N sets N (default 584013, MS1M part1_test); FC_BENCH_KNN reads a real .npz graph.
@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "facecluster/calibrate.h"
 #include "facecluster/graph.h"
 #include "facecluster/io.h"
 #include "facecluster/log.h"
@@ -88,9 +89,29 @@ void BM_GraphStage(benchmark::State& state) {
   state.counters["mem_vs_graph"] = std::max(0.0, peak_memory_mib() - before) / graph_mib;
 }
 
+// Self-calibration (calibrate.h): mixture fit with shared-neighbour anchors, then the
+// rescaled copy of the graph. time_vs_scan as above.
+void BM_Calibration(benchmark::State& state) {
+  const KnnGraph& g = graph();
+  set_log_level(0);
+  const double scan = scan_seconds(g);
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Calibration c = calibrate_graph(g, GraphParams{});
+    KnnGraph out = apply_calibration(g, c);
+    benchmark::DoNotOptimize(out.dists.data());
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  state.counters["rows"] = double(g.n);
+  state.counters["calibrate_s"] = seconds;
+  state.counters["time_vs_scan"] = seconds / scan;
+}
+
 }  // namespace
 
 // args: threads, full NDDE (0/1). Peak memory is process-wide, so run one case per process
 // (--benchmark_filter) for a clean mem_vs_graph.
 BENCHMARK(BM_GraphStage)->Args({2, 0})->Args({1, 0})->Args({2, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_Calibration)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_MAIN();

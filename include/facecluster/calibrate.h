@@ -1,8 +1,11 @@
 // Self-calibration for clustering without labels (docs/calibration.md): a two-component
-// mixture fitted to the kNN similarities turns each graph distance into a calibrated
-// 1 - P(same identity), the scale the method's constants were designed for.
+// mixture fitted to the kNN similarities (anchored by pairs whose neighbour lists clearly do or
+// do not overlap) turns each graph distance into a calibrated 1 - P(same identity), the scale
+// the method's constants were designed for; the linking threshold comes from the stability of
+// the clustering over tau.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,7 +19,9 @@ struct Mixture {
 };
 
 // Fits two Gaussians (same / different identity) to similarity values by EM. Deterministic.
-Mixture fit_mixture(const std::vector<float>& similarity);
+// anchor (empty, or one per value): 1 = known same, 0 = known different, -1 = unknown; known
+// values keep their class in every EM step (semi-supervised EM).
+Mixture fit_mixture(const std::vector<float>& similarity, const std::vector<int8_t>& anchor = {});
 
 // P(same | s), made non-decreasing in s.
 class SameProbability {
@@ -42,6 +47,8 @@ struct Calibration {
 };
 
 // Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned).
+// Pairs whose two faces share at least half their neighbour lists anchor the "same" class,
+// pairs sharing under a tenth the "different" class.
 Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
 
 // The same graph with calibrated distances 1 - P(same); neighbour order is unchanged.
@@ -53,6 +60,6 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
 // calibrated midpoint (0.5) the clustering is most stable where that histogram is lowest; when
 // that valley is deep (at most `depth` times the links just below 0.5) tau moves to its middle,
 // otherwise it stays at 0.5. `note` receives one line saying what was chosen and why.
-double stable_tau(const Links& links, std::string* note, double depth = 0.2);
+double stable_tau(const Links& links, std::string* note, double depth = 0.15);
 
 }  // namespace facecluster

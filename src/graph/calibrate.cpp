@@ -25,8 +25,10 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 namespace {
 
 // EM for two Gaussians from a given start; returns the fitted mixture and its log-likelihood.
-Mixture run_em(const std::vector<float>& s, Mixture m, double min_sd, int max_iter, double* loglik) {
+Mixture run_em(const std::vector<float>& s, const std::vector<int8_t>& anchor, Mixture m, double min_sd, int max_iter,
+               double* loglik) {
   const size_t n = s.size();
+  const bool anchored = !anchor.empty();
   double ll = 0;
   for (int it = 0; it < max_iter; ++it) {
     double w1 = 0, s1 = 0, ss1 = 0, w0 = 0, s0 = 0, ss0 = 0;
@@ -35,7 +37,8 @@ Mixture run_em(const std::vector<float>& s, Mixture m, double min_sd, int max_it
       const double x = s[i];
       const double a = m.same_weight * normal_pdf(x, m.same_mean, m.same_sd);
       const double b = (1 - m.same_weight) * normal_pdf(x, m.diff_mean, m.diff_sd);
-      const double r = a + b > 0 ? a / (a + b) : (x > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
+      double r = a + b > 0 ? a / (a + b) : (x > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
+      if (anchored && anchor[i] >= 0) r = anchor[i];
       ll += std::log(std::max(a + b, 1e-300));
       w1 += r;
       s1 += r * x;
@@ -82,8 +85,10 @@ Mixture split_start(const std::vector<float>& s, double cut, double fallback_sd)
 
 }  // namespace
 
-Mixture fit_mixture(const std::vector<float>& s) {
+Mixture fit_mixture(const std::vector<float>& s, const std::vector<int8_t>& anchor) {
   FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
+  FC_CHECK(anchor.empty() || anchor.size() == s.size(),
+           "calibration: " << anchor.size() << " anchors for " << s.size() << " similarity values");
   std::vector<float> sorted = s;
   std::sort(sorted.begin(), sorted.end());
   auto q = [&](double p) { return double(sorted[static_cast<size_t>(p * double(sorted.size() - 1))]); };
@@ -93,17 +98,21 @@ Mixture fit_mixture(const std::vector<float>& s) {
   // values. One start is not enough: with one identity size dominating the kNN lists, a single
   // split can lock EM onto two halves of the same-identity mass.
   std::vector<float> sub;
+  std::vector<int8_t> sub_anchor;
   const size_t stride = std::max<size_t>(1, s.size() / 100000);
-  for (size_t i = 0; i < s.size(); i += stride) sub.push_back(s[i]);
+  for (size_t i = 0; i < s.size(); i += stride) {
+    sub.push_back(s[i]);
+    if (!anchor.empty()) sub_anchor.push_back(anchor[i]);
+  }
   Mixture best;
   double best_ll = -1e300;
   for (double p : {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}) {
     double ll = 0;
-    const Mixture m = run_em(sub, split_start(sub, q(p), spread / 4), min_sd, 150, &ll);
+    const Mixture m = run_em(sub, sub_anchor, split_start(sub, q(p), spread / 4), min_sd, 150, &ll);
     if (ll > best_ll) best_ll = ll, best = m;
   }
   double ll = 0;
-  Mixture m = run_em(s, best, min_sd, 300, &ll);
+  Mixture m = run_em(s, anchor, best, min_sd, 300, &ll);
   if (m.same_mean < m.diff_mean) {  // keep "same" as the higher-similarity component
     std::swap(m.same_mean, m.diff_mean);
     std::swap(m.same_sd, m.diff_sd);
@@ -150,32 +159,123 @@ double SameProbability::operator()(double s) const {
   return table_[i] * (1 - f) + table_[i + 1] * f;
 }
 
-Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
-  // Similarities of every real, non-self pair; a deterministic stride keeps at most ~2M.
-  const int64_t total = g.n * g.k;
-  const int64_t stride = std::max<int64_t>(1, total / 2000000);
+namespace {
+
+// Pairs sampled for the fit: every row_stride-th row with all its real, non-self neighbours.
+// Each pair also gets an anchor from the overlap of the two faces' neighbour lists, which
+// depends only on neighbour order (not on the similarity scale): two faces sharing at least
+// half their lists are taken as the same person, sharing under a tenth as different people
+// (docs/calibration.md). A class with too few anchors is left free.
+constexpr double kSameOverlap = 0.5, kDiffOverlap = 0.1;
+
+struct PairSample {
   std::vector<float> sim;
-  sim.reserve(static_cast<size_t>(total / stride + 1));
+  std::vector<int8_t> anchor;
+  int64_t anchored_same = 0, anchored_diff = 0;
+  bool same_free = false, diff_free = false;  // too few anchors: the class was left free
+};
+
+// The ids of one neighbour list, for membership tests (open addressing, at most half full).
+class RowSet {
+ public:
+  explicit RowSet(int k) {
+    size_t cap = 16;
+    while (cap < 2 * static_cast<size_t>(k)) cap *= 2;
+    slot_.assign(cap, -1);
+  }
+  void fill(const int32_t* ids, int k) {
+    std::fill(slot_.begin(), slot_.end(), -1);
+    for (int j = 0; j < k; ++j)
+      if (ids[j] >= 0) {
+        size_t h = hash(ids[j]);
+        while (slot_[h] >= 0 && slot_[h] != ids[j]) h = (h + 1) & (slot_.size() - 1);
+        slot_[h] = ids[j];
+      }
+  }
+  bool contains(int32_t id) const {
+    for (size_t h = hash(id);; h = (h + 1) & (slot_.size() - 1)) {
+      if (slot_[h] == id) return true;
+      if (slot_[h] < 0) return false;
+    }
+  }
+
+ private:
+  size_t hash(int32_t id) const { return (static_cast<uint32_t>(id) * 2654435761u) & (slot_.size() - 1); }
+  std::vector<int32_t> slot_;
+};
+
+PairSample sample_pairs(const KnnGraph& g, double same_overlap, double diff_overlap) {
+  const int64_t row_stride = std::max<int64_t>(1, g.n * g.k / 2000000);
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < g.n; i += row_stride) rows.push_back(i);
+  std::vector<std::vector<float>> sims(rows.size());
+  std::vector<std::vector<int8_t>> anchors(rows.size());
+#pragma omp parallel if (rows.size() > 2000)
+  {
+    RowSet members(g.k);
+#pragma omp for schedule(dynamic, 64)
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const int64_t i = rows[r];
+      const int32_t* nb = g.nbr_row(i);
+      const float* d = g.dist_row(i);
+      members.fill(nb, g.k);
+      for (int j = 0; j < g.k; ++j) {
+        if (nb[j] < 0 || nb[j] == i) continue;
+        const int32_t* other = g.nbr_row(nb[j]);
+        int shared = 0;
+        for (int l = 0; l < g.k; ++l) shared += other[l] >= 0 && members.contains(other[l]);
+        const double overlap = double(shared) / g.k;
+        sims[r].push_back(1.f - d[j]);
+        anchors[r].push_back(overlap >= same_overlap ? 1 : overlap < diff_overlap ? 0 : -1);
+      }
+    }
+  }
+  PairSample out;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    out.sim.insert(out.sim.end(), sims[r].begin(), sims[r].end());
+    out.anchor.insert(out.anchor.end(), anchors[r].begin(), anchors[r].end());
+  }
+  for (int8_t a : out.anchor) out.anchored_same += a == 1, out.anchored_diff += a == 0;
+  const int64_t enough = std::max<int64_t>(100, static_cast<int64_t>(out.sim.size() / 200));
+  out.same_free = out.anchored_same < enough;
+  out.diff_free = out.anchored_diff < enough;
+  for (int8_t& a : out.anchor)
+    if ((a == 1 && out.same_free) || (a == 0 && out.diff_free)) a = -1;
+  return out;
+}
+
+}  // namespace
+
+Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   float lo = 1e30f, hi = -1e30f;
   for (int64_t i = 0; i < g.n; ++i) {
     const int32_t* nb = g.nbr_row(i);
     const float* d = g.dist_row(i);
     for (int j = 0; j < g.k; ++j) {
       if (nb[j] < 0 || nb[j] == i) continue;
-      const float s = 1.f - d[j];
-      lo = std::min(lo, s);
-      hi = std::max(hi, s);
-      if ((i * g.k + j) % stride == 0) sim.push_back(s);
+      lo = std::min(lo, 1.f - d[j]);
+      hi = std::max(hi, 1.f - d[j]);
     }
   }
+  const PairSample ps = sample_pairs(g, kSameOverlap, kDiffOverlap);
+  const std::vector<float>& sim = ps.sim;
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
-  c.mixture = fit_mixture(sim);
+  c.mixture = fit_mixture(sim, ps.anchor);
   c.same = SameProbability(c.mixture, lo, hi);
   c.params = base;
   const Mixture& m = c.mixture;
   c.notes.push_back(fmt("similarity mixture: same identity mean %.3f sd %.3f, different mean %.3f sd %.3f, same share %.2f",
                         m.same_mean, m.same_sd, m.diff_mean, m.diff_sd, m.same_weight));
+  c.notes.push_back(fmt("mixture anchored by shared neighbours: of %.0f sampled pairs, %.0f share >= half their lists "
+                        "(held as same), %.0f share < a tenth (held as different)",
+                        double(sim.size()), double(ps.anchored_same), double(ps.anchored_diff)) +
+                    (ps.same_free || ps.diff_free ? "; too few to hold the " +
+                                                        std::string(ps.same_free && ps.diff_free ? "classes"
+                                                                    : ps.same_free             ? "same class"
+                                                                                               : "different class") +
+                                                        ", left free"
+                                                  : ""));
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity); P(same) = 0.5 at similarity %.3f",
                         c.same.threshold()));
   // On the calibrated scale TPDi = 1 - (overlap of two faces' same-identity neighbourhoods);
@@ -221,14 +321,24 @@ double stable_tau(const Links& links, std::string* note, double depth) {
   int last = first;
   while (last + 1 <= hi && window(last + 1) == least) ++last;
   const double valley = (first + last) / 2.0 / bins;
-  const bool deep = ref >= 20 && static_cast<double>(least) <= depth * static_cast<double>(ref);
-  if (note)
-    *note = deep ? fmt("tau %.3f: the clustering is most stable there (%.0f links per 0.05 of tau, against %.0f just "
-                       "below 0.5)", valley, double(least), double(ref))
-                 : fmt("tau 0.5: no stable plateau above the calibrated midpoint (at best %.0f links per 0.05 of tau, "
-                       "against %.0f just below 0.5); link when calibrated neighbourhoods overlap by more than half",
-                       double(least), double(ref));
-  return deep ? valley : 0.5;
+  const bool judged = ref >= 20;
+  const bool deep = judged && static_cast<double>(least) <= depth * static_cast<double>(ref);
+  // Without a deep valley: where the links thin out to the floor (at most twice the fewest).
+  int floor_start = lo;
+  while (floor_start < hi && window(floor_start) > 2 * least) ++floor_start;
+  const double tau = !judged ? 0.5 : deep ? valley : static_cast<double>(floor_start) / bins;
+  if (note) {
+    if (!judged)
+      *note = fmt("tau 0.5: too few links near the calibrated midpoint to judge stability (%.0f in [0.45, 0.5)); "
+                  "link when calibrated neighbourhoods overlap by more than half", double(ref));
+    else if (deep)
+      *note = fmt("tau %.3f: the clustering is most stable there (%.0f links per 0.05 of tau, against %.0f just "
+                  "below 0.5)", valley, double(least), double(ref));
+    else
+      *note = fmt("tau %.3f: no deep stable plateau (at best %.0f links per 0.05 of tau, against %.0f just below 0.5); "
+                  "link up to where the links thin out to that floor", tau, double(least), double(ref));
+  }
+  return tau;
 }
 
 }  // namespace facecluster

@@ -53,6 +53,36 @@ TEST(Calibrate, WideSameComponentDoesNotClaimTheLowTail) {
   EXPECT_LT(p.threshold(), 0.35);
 }
 
+TEST(Calibrate, AnchorsKeepABroadSameComponentWhole) {
+  // The kNN similarities of a 128-d synthetic set (shape as measured): a narrow "different" peak
+  // (13%) below a broad "same" mass with two bumps (low- and high-cosine identities). Anchors at
+  // the rates the shared-neighbour rule gave there: most same pairs, fewer of the low-similarity
+  // ones; about half the strangers, fewer of the high-similarity ones.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> diff(0.28, 0.03), low(0.47, 0.09), high(0.73, 0.07);
+  std::uniform_real_distribution<double> u(0, 1);
+  auto same = [&](std::mt19937_64& r) { return u(r) < 0.4 ? low(r) : high(r); };
+  std::vector<float> s;
+  std::vector<int8_t> anchor;
+  for (int i = 0; i < 20000; ++i) {
+    const bool is_same = u(rng) > 0.13;
+    const double v = is_same ? same(rng) : diff(rng);
+    s.push_back(static_cast<float>(v));
+    const double rate = is_same ? (v < 0.4 ? 0.6 : 0.85) : (v < 0.3 ? 0.6 : 0.3);
+    anchor.push_back(u(rng) < rate ? (is_same ? 1 : 0) : -1);
+  }
+  const Mixture m = fit_mixture(s, anchor);
+  EXPECT_NEAR(m.diff_mean, 0.28, 0.02);
+  EXPECT_NEAR(m.same_weight, 0.87, 0.04);
+  const SameProbability p(m, 0.1, 0.95);
+  EXPECT_GT(p.threshold(), 0.29);
+  EXPECT_LT(p.threshold(), 0.37);
+  // Without anchors the two Gaussians split the flat "same" mass instead (why anchors exist).
+  const Mixture free = fit_mixture(s);
+  EXPECT_GT(free.diff_mean, 0.33);
+  EXPECT_THROW(fit_mixture(s, std::vector<int8_t>(10, -1)), Error);
+}
+
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   const KnnGraph g = fctest::random_graph(200, 10, 9, false);
   const Calibration c = calibrate_graph(g, GraphParams{});
@@ -94,12 +124,26 @@ TEST(StableTau, MovesToADeepValleyAboveTheMidpoint) {
   EXPECT_NE(note.find("most stable"), std::string::npos) << note;
 }
 
+TEST(StableTau, WithoutADeepValleyLinksUpToTheFloor) {
+  // Links thin out gradually to a floor of 25 per 0.05 from 0.75 on: not deep against the 100
+  // just below 0.5, so tau goes where the windows first hold at most twice the floor (0.675).
+  std::vector<std::pair<double, int>> g = {{0.475, 100}, {0.525, 90}, {0.575, 80}, {0.625, 70}, {0.675, 50},
+                                           {0.725, 30}};
+  for (double t : {0.775, 0.825, 0.875, 0.925}) g.emplace_back(t, 25);
+  g.emplace_back(0.975, 200);
+  std::string note;
+  const double tau = facecluster::stable_tau(links_with(g), &note);
+  EXPECT_GE(tau, 0.65);
+  EXPECT_LE(tau, 0.70);
+  EXPECT_NE(note.find("thin out"), std::string::npos) << note;
+}
+
 TEST(StableTau, StaysAtTheMidpointWithoutAClearPlateau) {
   std::vector<std::pair<double, int>> g;
   for (int b = 0; b < 20; ++b) g.emplace_back(0.025 + 0.05 * b, 40);  // flat: no stable stretch
   std::string note;
   EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with(g), &note), 0.5);
-  EXPECT_NE(note.find("no stable plateau"), std::string::npos) << note;
+  EXPECT_NE(note.find("no deep stable plateau"), std::string::npos) << note;
   // Too few links near the midpoint to judge: the midpoint too.
   EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with({{0.1, 500}, {0.47, 5}, {0.99, 50}}), nullptr), 0.5);
 }
