@@ -65,91 +65,69 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   return r;
 }
 
+// celeba299 under each cosine map (skipped with a line when the data is not there).
+void measure_celeba(const std::string& label, const std::vector<const char*>& maps) {
+  const std::string celeba = "../shared/data/celeba299/celeba299_mfn128";
+  if (!std::filesystem::exists(celeba + ".bin")) {
+    std::printf("(celeba299 not found at %s: skipped)\n", celeba.c_str());
+    return;
+  }
+  Matrix base = read_features_bin(celeba + ".bin", 128);
+  normalize_rows(base, celeba);
+  const Labels gt = read_labels(celeba + ".meta");
+  for (const char* m : maps) {
+    Matrix x = base;
+    apply_cosine_map(x, m, 7);
+    measure(label + " " + m, x, gt);
+  }
+}
+
+// One synthetic family (everything but the map fixed) under each cosine map.
+void measure_synth(const std::string& label, SynthOptions o, const std::vector<const char*>& maps) {
+  for (const char* m : maps) {
+    o.cos_map = m;
+    const SynthData d = make_synthetic(o);
+    measure(label + " " + m, d.features, d.labels);
+  }
+}
+
+SynthOptions family(int64_t n, int64_t dim, uint64_t seed, int64_t identities = 0, double cos_min = 0.3,
+                    double cos_max = 0.8) {
+  SynthOptions o;
+  o.n = n;
+  o.dim = dim;
+  o.seed = seed;
+  o.identities = identities;
+  o.cos_min = cos_min;
+  o.cos_max = cos_max;
+  return o;
+}
+
 }  // namespace
 
 int main() {
   set_log_level(0);
   std::printf("%-28s | %-15s | %-36s | %-15s | %-7s | %-15s | %-15s\n", "data", "(a) auto F_P/F_B",
               "(b) best tau with labels F_P/F_B", "(c) release 0.7", "b - a", "(a) bin1 F_P/F_B", "(b) bin1 F_P/F_B");
-  const std::string celeba = "../shared/data/celeba299/celeba299_mfn128";
-  const char* maps[] = {"none", "offset:0.8", "noise:1.0", "noise:0.5,offset:0.9"};
+  const std::vector<const char*> maps = {"none", "offset:0.8", "noise:1.0", "noise:0.5,offset:0.9"};
   const char* extra = std::getenv("FC_BENCH_EXTRA");
   const bool extra_only = extra && std::string(extra) == "only";
-  if (extra_only) {
-  } else if (std::filesystem::exists(celeba + ".bin")) {
-    Matrix base = read_features_bin(celeba + ".bin", 128);
-    normalize_rows(base, celeba);
-    const Labels gt = read_labels(celeba + ".meta");
-    for (const char* m : maps) {
-      Matrix x = base;
-      apply_cosine_map(x, m, 7);
-      measure(std::string("celeba299 ") + m, x, gt);
-    }
-  } else {
-    std::printf("(celeba299 not found at %s: skipped)\n", celeba.c_str());
+  if (!extra_only) {
+    measure_celeba("celeba299", maps);
+    const char* n = std::getenv("FC_BENCH_SYNTH_N");
+    measure_synth("synthetic", family(n ? std::atoll(n) : 20000, 256, 2), maps);
+    // A second family, which the unanchored calibration failed on (docs/calibration.md):
+    // 128-d, another seed, 30,000 faces. Set FC_BENCH_SKIP_128=1 to leave it out.
+    if (!std::getenv("FC_BENCH_SKIP_128"))
+      measure_synth("synth128 s7", family(30000, 128, 7), {"none", "noise:0.7", "offset:0.5,noise:0.3"});
   }
-  const char* env = std::getenv("FC_BENCH_SYNTH_N");
-  for (const char* m : maps) {
-    if (extra_only) break;
-    SynthOptions o;
-    o.n = env ? std::atoll(env) : 20000;
-    o.dim = 256;
-    o.seed = 2;
-    o.cos_map = m;
-    const SynthData d = make_synthetic(o);
-    measure(std::string("synthetic ") + m, d.features, d.labels);
-  }
-  // A second family, which the first stability rule failed on (docs/calibration.md, "The 128-d
-  // family"): 128-d, another seed, 30,000 faces. Set FC_BENCH_SKIP_128=1 to leave it out.
-  if (!std::getenv("FC_BENCH_SKIP_128") && !extra_only) {
-    for (const char* m : {"none", "noise:0.7", "offset:0.5,noise:0.3"}) {
-      SynthOptions o;
-      o.n = 30000;
-      o.dim = 128;
-      o.seed = 7;
-      o.cos_map = m;
-      const SynthData d = make_synthetic(o);
-      measure(std::string("synth128 s7 ") + m, d.features, d.labels);
-    }
-  }
-  // Extra sets beyond the issue's list (docs/calibration.md, "Extra sets"). FC_BENCH_EXTRA=1.
+  // Extra sets beyond the issue's list (docs/calibration.md, "Extra sets").
   if (extra) {
-    if (std::filesystem::exists(celeba + ".bin")) {
-      Matrix base = read_features_bin(celeba + ".bin", 128);
-      normalize_rows(base, celeba);
-      const Labels gt = read_labels(celeba + ".meta");
-      for (const char* m : {"noise:0.7", "noise:1.3", "noise:0.8,offset:0.6"}) {
-        Matrix x = base;
-        apply_cosine_map(x, m, 7);
-        measure(std::string("extra celeba299 ") + m, x, gt);
-      }
-    }
-    struct Family {
-      const char* name;
-      int64_t n, dim, identities;
-      uint64_t seed;
-      double cos_min, cos_max;
-      std::vector<const char*> maps;
-    };
-    const Family families[] = {
-        {"64-d s11", 20000, 64, 0, 11, 0.3, 0.8, {"none", "offset:0.7", "noise:1.0"}},
-        {"small ids s13", 20000, 256, 2000, 13, 0.3, 0.8, {"none", "noise:0.5", "noise:1.0"}},
-        {"512-d tight s17", 15000, 512, 0, 17, 0.5, 0.9, {"none", "offset:0.6"}},
-        {"256-d s5", 20000, 256, 0, 5, 0.3, 0.8, {"noise:1.5"}},
-    };
-    for (const Family& f : families)
-      for (const char* m : f.maps) {
-        SynthOptions o;
-        o.n = f.n;
-        o.dim = f.dim;
-        o.identities = f.identities;
-        o.seed = f.seed;
-        o.cos_min = f.cos_min;
-        o.cos_max = f.cos_max;
-        o.cos_map = m;
-        const SynthData d = make_synthetic(o);
-        measure(std::string("extra ") + f.name + " " + m, d.features, d.labels);
-      }
+    measure_celeba("extra celeba299", {"noise:0.7", "noise:1.3", "noise:0.8,offset:0.6"});
+    measure_synth("extra 64-d s11", family(20000, 64, 11), {"none", "offset:0.7", "noise:1.0"});
+    measure_synth("extra small ids s13", family(20000, 256, 13, 2000), {"none", "noise:0.5", "noise:1.0"});
+    measure_synth("extra 512-d tight s17", family(15000, 512, 17, 0, 0.5, 0.9), {"none", "offset:0.6"});
+    measure_synth("extra 256-d s5", family(20000, 256, 5), {"noise:1.5"});
   }
   return 0;
 }
