@@ -58,8 +58,10 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
 // the links form a forest, so the number of clusters at tau is N minus the links with TPDi < tau:
 // the histogram of link TPDi values is how fast the clustering changes with tau. Above the
 // calibrated midpoint (0.5) the clustering is most stable where that histogram is lowest; when
-// that valley is deep (at most `depth` times the links just below 0.5) tau moves to its middle,
-// otherwise it stays at 0.5. `note` receives one line saying what was chosen and why.
+// that valley is deep (at most `depth` times the links just below 0.5) tau moves to its middle;
+// otherwise tau goes where the links first thin out to that floor (a window with at most twice
+// the fewest links). With under 20 links just below 0.5 there is too little to judge: 0.5.
+// `note` receives one line saying what was chosen and why.
 double stable_tau(const Links& links, std::string* note, double depth = 0.15);
 
 }  // namespace facecluster
