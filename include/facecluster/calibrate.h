@@ -42,7 +42,6 @@ struct Calibration {
   Mixture mixture;
   SameProbability same;
   GraphParams params;  // what the graph stage should run with
-  double tau = 0;      // linking threshold (0: keep the caller's)
   std::vector<std::string> notes;
 };
 

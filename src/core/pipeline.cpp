@@ -24,7 +24,7 @@ ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const 
     validate_graph(g, "kNN graph");
   }
   ClusterResult r;
-  std::vector<double> tau_list = taus;  // empty: the calibrated tau, or the release default
+  std::vector<double> tau_list = taus;  // empty: stable_tau() with "auto", the release default with "off"
   const KnnGraph* work = &g;
   KnnGraph calibrated;
   r.params = params;
@@ -35,7 +35,6 @@ ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const 
     work = &calibrated;
     r.params = cal.params;
     r.notes = cal.notes;
-    if (tau_list.empty()) tau_list = {cal.tau};
     for (const auto& line : r.notes) log_info("  auto: " + line);
   } else {
     FC_CHECK(calibrate == "off" || calibrate.empty(), "calibrate must be auto or off, got '" << calibrate << "'");

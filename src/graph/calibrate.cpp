@@ -278,9 +278,6 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
                                                   : ""));
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity); P(same) = 0.5 at similarity %.3f",
                         c.same.threshold()));
-  // On the calibrated scale TPDi = 1 - (overlap of two faces' same-identity neighbourhoods);
-  // the midpoint 0.5 is the start; stable_tau() refines it once the links exist.
-  c.tau = 0.5;
   return c;
 }
 
