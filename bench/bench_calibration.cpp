@@ -11,6 +11,7 @@
 // FC_BENCH_EXTRA=1, also 12 more sets: other dimensions, seeds, identity sizes and noise levels
 // (FC_BENCH_EXTRA=only: just those).
 #include <cstdio>
+#include <optional>
 #include <filesystem>
 #include <vector>
 
@@ -35,8 +36,14 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   const KnnGraph g = build_knn(x, ko);
   Row r;
   r.name = name;
-  const GraphParams p;
-  ClusterResult a = cluster_graph(g, p, {}, &gt, "pairwise", "auto");
+  auto plan = [](const char* calibrate, std::optional<std::vector<double>> taus) {
+    PlanRequest req;
+    req.features_in_memory = true;
+    req.calibrate = calibrate;
+    req.taus = std::move(taus);
+    return resolve_plan(Job::Cluster, req);
+  };
+  ClusterReport a = cluster_graph(plan("auto", std::nullopt), g, &gt);
   r.a_fp = a.sweep[a.chosen].scores.pairwise_f;
   r.a_fb = a.sweep[a.chosen].scores.bcubed_f;
   auto abin = evaluate_by_size(a.labels, gt, 5)[0].scores;
@@ -44,10 +51,10 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   r.a_bin_fb = abin.bcubed_f;
   std::vector<double> taus;
   for (int i = 1; i <= 20; ++i) taus.push_back(0.05 * i);
-  ClusterResult off = cluster_graph(g, p, taus, &gt, "pairwise", "off");
-  ClusterResult cal = cluster_graph(g, p, taus, &gt, "pairwise", "auto");
+  ClusterReport off = cluster_graph(plan("off", taus), g, &gt);
+  ClusterReport cal = cluster_graph(plan("auto", taus), g, &gt);
   const bool cal_better = cal.sweep[cal.chosen].scores.pairwise_f > off.sweep[off.chosen].scores.pairwise_f;
-  const ClusterResult& b = cal_better ? cal : off;
+  const ClusterReport& b = cal_better ? cal : off;
   r.b_mode = cal_better ? "calibrated" : "release";
   r.b_fp = b.sweep[b.chosen].scores.pairwise_f;
   r.b_fb = b.sweep[b.chosen].scores.bcubed_f;
@@ -55,7 +62,7 @@ Row measure(const std::string& name, const Matrix& x, const Labels& gt) {
   auto bbin = evaluate_by_size(b.labels, gt, 5)[0].scores;
   r.b_bin_fp = bbin.pairwise_f;
   r.b_bin_fb = bbin.bcubed_f;
-  ClusterResult c = cluster_graph(g, p, {0.7}, &gt, "pairwise", "off");
+  ClusterReport c = cluster_graph(plan("off", std::vector<double>{0.7}), g, &gt);
   r.c_fp = c.sweep[0].scores.pairwise_f;
   r.c_fb = c.sweep[0].scores.bcubed_f;
   std::printf("%-28s | %.4f / %.4f | %.4f / %.4f (tau %.2f, %s) | %.4f / %.4f | %+.4f | %.4f / %.4f | %.4f / %.4f\n",

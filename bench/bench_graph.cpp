@@ -68,7 +68,7 @@ void BM_GraphStage(benchmark::State& state) {
   set_log_level(0);
   GraphParams p;
   p.threads = static_cast<int>(state.range(0));
-  p.density = state.range(1) ? "NDDe" : "approximate_NDDe";
+  p.density = state.range(1) ? Density::Full : Density::OneStep;
   const double graph_mib = double(g.nbrs.size() * 4 + g.dists.size() * 4) / (1 << 20);
   const double scan = scan_seconds(g);
   const double before = peak_memory_mib();

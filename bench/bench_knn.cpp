@@ -37,7 +37,7 @@ void BM_Knn(benchmark::State& state, std::string index, int64_t n) {
   const Matrix& x = faces(n);
   KnnOptions o;
   o.k = 80;
-  o.index = index;
+  o.index = parse_knn_index(index);
   double seconds = 0;
   KnnGraph g;
   for (auto _ : state) {

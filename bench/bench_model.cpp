@@ -64,7 +64,7 @@ void BM_Inference(benchmark::State& state) {
   int64_t anchors = 0;
   for (auto _ : state) {
     torch::NoGradGuard ng;
-    model::Precision p(bf16 ? "bf16" : "fp32");
+    model::AutocastScope p(bf16 ? Precision::Bf16 : Precision::Fp32);
     net->forward(x);  // warm-up (allocations, weight casts)
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < batches(); ++i) benchmark::DoNotOptimize(net->forward(x));
@@ -76,7 +76,7 @@ void BM_Inference(benchmark::State& state) {
   if (bf16) {  // accuracy: learned distances against fp32 on the same input
     torch::NoGradGuard ng;
     auto ref = torch::sigmoid(-net->forward(x));
-    model::Precision p("bf16");
+    model::AutocastScope p(Precision::Bf16);
     auto low = torch::sigmoid(-net->forward(x).to(torch::kFloat32));
     state.counters["max_abs_diff_vs_fp32"] = (ref - low).abs().max().item<double>();
   }

@@ -1,12 +1,13 @@
-// One configuration struct for the YAML files of the release (SPEC section 8), the CLI flags and
-// the Python module. Keys and defaults follow the release; constants the release hard-codes are
-// exposed as optional keys under density_args. An unknown key is an error that names it.
+// The release's YAML files as written (SPEC section 8): one struct, keys and defaults as in the
+// release; constants the release hard-codes are optional keys under density_args. An unknown key
+// is an error that names it. This is raw input: the run plan (plan.h) turns it, with CLI flags
+// or Python keywords, into typed, validated decisions.
 #pragma once
 
+#include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
-
-#include "facecluster/graph.h"
 
 namespace facecluster {
 
@@ -29,6 +30,16 @@ struct ModelArgs {
   bool normalize_before = false;
 };
 
+// density_args: the graph stage's keys (SPEC sections 4-5), the release's hidden constants included.
+struct DensityArgs {
+  std::string density_type = "approximate_NDDe";  // or NDDe (the paper's full diffusion)
+  bool tpdi = true;                                // key TPDi
+  int ndde_k = 20;
+  double ndde_sigma = 0.5, ndde_d = 0.1, ndde_epsilon = 0.05;
+  int ndde_max_iter = 1000;
+  double tpdi_sigma = 0.05;
+};
+
 struct ClusterArgs {
   int max_conn = 1;
   double tau_start = 0.7, tau_end = 0.7;
@@ -40,7 +51,8 @@ struct ClusterArgs {
 };
 
 struct Config {
-  std::string source;  // the file it came from, for messages
+  std::string source;              // the file it came from, for messages
+  std::set<std::string> keys_set;  // dotted keys the file or --set gave a value
   int seed = 42;
   int workers = 8;
   std::string work_dir = "./save/facecluster";
@@ -57,7 +69,7 @@ struct Config {
   std::vector<std::string> loss_list{"pair"};
   bool loss_verbose = false;
   double lambda_pair = 1.0;
-  GraphParams graph;  // density_args.* (density_type, TPDi and the hidden constants)
+  DensityArgs density_args;
   ClusterArgs cluster_args;
   std::string train_knn_path, test_knn_path;
   std::string mode = "test", prefix;
@@ -80,9 +92,6 @@ void set_config_value(Config& c, const std::string& dotted_key, const std::strin
 
 // Throws unless every listed dotted key was set to a non-empty value.
 void require_keys(const Config& c, const std::vector<std::string>& keys, const std::string& job);
-
-// The numpy.linspace values of the tau sweep.
-std::vector<double> tau_values(const ClusterArgs& a);
 
 // The config as YAML, for logs and checkpoints.
 std::string config_to_yaml(const Config& c);

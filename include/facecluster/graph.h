@@ -6,21 +6,29 @@
 #include <string>
 #include <vector>
 
+#include "facecluster/config.h"
 #include "facecluster/types.h"
 
 namespace facecluster {
 
+// The density estimate: the release's one diffusion step from unit mass ("approximate_NDDe"),
+// or the paper's full diffusion to convergence ("NDDe").
+enum class Density { OneStep, Full };
+Density parse_density(const std::string& name);  // throws naming the accepted names
+const char* density_name(Density d);
+
+// Defaults are the release's (DensityArgs and ClusterArgs in config.h hold them).
 struct GraphParams {
-  std::string density = "approximate_NDDe";  // or "NDDe" (the paper's full diffusion)
-  int ndde_k = 20;            // neighbours used for the density
-  double ndde_sigma = 0.5;    // density temperature
-  double ndde_d = 0.1;        // full NDDE: damping (mass kept per step)
-  double ndde_epsilon = 0.05; // full NDDE: stop when the L1 change is below this
-  int ndde_max_iter = 1000;   // full NDDE: safety cap on iterations
-  bool use_tpdi = true;       // link by TPDi (else by the kNN / learned distance)
-  double tpdi_sigma = 0.05;   // TPDi temperature, over all k neighbours
-  int max_conn = 1;           // parents per row
-  int threads = 0;            // 0: OpenMP default
+  Density density = Density::OneStep;
+  int ndde_k = DensityArgs{}.ndde_k;                // neighbours used for the density
+  double ndde_sigma = DensityArgs{}.ndde_sigma;     // density temperature
+  double ndde_d = DensityArgs{}.ndde_d;             // full NDDE: damping (mass kept per step)
+  double ndde_epsilon = DensityArgs{}.ndde_epsilon; // full NDDE: stop when the L1 change is below this
+  int ndde_max_iter = DensityArgs{}.ndde_max_iter;  // full NDDE: safety cap on iterations
+  bool use_tpdi = DensityArgs{}.tpdi;               // link by TPDi (else by the kNN / learned distance)
+  double tpdi_sigma = DensityArgs{}.tpdi_sigma;     // TPDi temperature, over all k neighbours
+  int max_conn = ClusterArgs{}.max_conn;            // parents per row
+  int threads = 0;                                  // 0: OpenMP default
 };
 
 // Checks a graph before the stage runs: index range, -1 padding only at a row's end, no NaN or

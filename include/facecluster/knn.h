@@ -3,19 +3,25 @@
 
 #include <string>
 
+#include "facecluster/config.h"
 #include "facecluster/types.h"
 
 namespace facecluster {
 
+// flat: exact (faiss IndexFlatIP, the release's choice); ivf: IVF-Flat; hnsw: HNSW-Flat.
+enum class KnnIndex { Flat, Ivf, Hnsw };
+KnnIndex parse_knn_index(const std::string& name);  // throws naming the accepted names
+const char* knn_index_name(KnnIndex i);
+
 struct KnnOptions {
-  int k = 80;                  // neighbours per row, the row itself included; clamped to N
-  std::string index = "flat";  // flat (exact), ivf (IVF-Flat), hnsw (HNSW-Flat)
+  int k = DatasetArgs{}.model_topk;  // neighbours per row, the row itself included; clamped to N
+  KnnIndex index = KnnIndex::Flat;
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
   int hnsw_m = 32;
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 128;    // raised to at least k
-  int threads = 0;             // 0: OpenMP default
+  int threads = 0;             // 0: OpenMP default (faiss reads the OpenMP global; build_knn sets it for the call)
   uint64_t seed = 1234;        // IVF training sample
 };
 

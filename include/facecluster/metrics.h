@@ -53,5 +53,9 @@ std::string format_scores_table(const Scores& s);
 std::string format_bins_table(const std::vector<BinScores>& bins);
 std::string scores_to_json(const Scores& s);
 std::string bins_to_json(const std::vector<BinScores>& bins);
+// {"scores": {...}, "size_bins": [...], "sparsity_bins": [...]} (sparsity only when given):
+// what `facecluster evaluate --json` prints and Python's evaluate() returns.
+std::string evaluation_to_json(const Scores& s, const std::vector<BinScores>& size_bins,
+                               const std::vector<BinScores>& sparsity_bins);
 
 }  // namespace facecluster

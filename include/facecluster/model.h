@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "facecluster/config.h"
+#include "facecluster/error.h"
 #include "facecluster/types.h"
 
 namespace facecluster {
@@ -51,9 +52,19 @@ class PairModel {
   Impl* impl_ = nullptr;
 };
 
+// Matrix products of inference in float32, or in bfloat16 (CPU autocast; only where the CPU
+// runs them fast, else fp32 with a warning).
+enum class Precision { Fp32, Bf16 };
+inline Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::Fp32;
+  if (name == "bf16") return Precision::Bf16;
+  throw Error("unknown precision '" + name + "'; expected fp32 or bf16");
+}
+inline const char* precision_name(Precision p) { return p == Precision::Fp32 ? "fp32" : "bf16"; }
+
 struct InferenceOptions {
   int batch_size = 512;
-  std::string precision = "fp32";  // fp32 or bf16 (matrix products in bfloat16)
+  Precision precision = Precision::Fp32;
   int threads = 0;                 // 0 = all cores
 };
 

@@ -1,53 +1,49 @@
-// The clustering job end to end: features -> kNN graph -> graph stage -> labels (-> scores),
-// shared by the CLI and the Python module.
+// The clustering pipeline, carried out as a RunPlan says (plan.h):
+//   features -> kNN graph -> [learned similarity] -> [calibration] -> density, TPDi, parents
+//   -> links -> labels at each tau -> scores and hard-cluster bins (with labels).
+// The CLI and the Python module only read inputs, call these, and write or return the report.
 #pragma once
 
-#include <optional>
-#include <string>
-#include <vector>
+#include <functional>
 
-#include "facecluster/config.h"
-#include "facecluster/graph.h"
-#include "facecluster/knn.h"
-#include "facecluster/metrics.h"
+#include "facecluster/plan.h"
+#include "facecluster/report.h"
 
 namespace facecluster {
 
-struct SweepEntry {
-  double tau = 0;
-  int64_t clusters = 0;
-  bool scored = false;
-  Scores scores;
+// The learned-similarity stage: re-scores a kNN graph (features normalised). The plan's model,
+// when it names one, provides it; tools and tests may plug in their own.
+using SimilarityStage = std::function<KnnGraph(const Matrix& normalized, const KnnGraph& g)>;
+SimilarityStage model_stage(const RunPlan& plan);  // empty when the plan runs training-free
+
+// What the caller already holds. features: L2-normalised rows (needed unless graph is given;
+// also used for the sparsity bins). graph: a kNN graph to use instead of building one.
+struct PipelineInput {
+  const Matrix* features = nullptr;
+  const KnnGraph* graph = nullptr;
+  const Labels* labels = nullptr;
 };
 
-struct ClusterResult {
-  GraphParams params;             // what actually ran (after calibration)
-  std::vector<std::string> notes; // one line per automatically chosen value, and why
-  std::vector<double> density;
-  Links links;
-  std::vector<SweepEntry> sweep;
-  size_t chosen = 0;  // index into sweep of the labels returned
-  Labels labels;
-  std::vector<BinScores> size_bins, sparsity_bins;
+ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const SimilarityStage& similarity);
+ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in);  // with model_stage(plan)
+
+// The plan's features (normalised as it says) and labels (checked to match the rows).
+struct SplitData {
+  Matrix x;
+  Labels labels;  // empty without a label file
 };
+SplitData read_split(const RunPlan& plan);
 
-// Clusters a graph whose distances are already the ones to link by (cosine or learned).
-// calibrate "auto" first rescales the distances (calibrate.h), "off" uses them as they are.
-// taus: the values to link with; empty means the calibrated tau with "auto", the release's
-// default (0.7) with "off". With gt, each tau is scored and the best by select_by ("pairwise"
-// or "bcubed") is chosen; without, the first tau is used. The graph is validated first.
-ClusterResult cluster_graph(const KnnGraph& g, const GraphParams& params, const std::vector<double>& taus,
-                            const Labels* gt = nullptr, const std::string& select_by = "pairwise",
-                            const std::string& calibrate = "off");
+// Reads the plan's files (features, labels, kNN cache), runs, and writes plan.out_dir.
+ClusterReport run_plan(const RunPlan& plan);
 
-// Loads (or builds and caches) the kNN graph of normalised features per the dataset args.
-KnnGraph knn_for_dataset(const Matrix& normalized, const DatasetArgs& a, const KnnOptions& base, bool reload);
+// The plan's kNN graph of `normalized`: read from the cache when it exists (and is not to be
+// rebuilt), else built and written to the cache.
+KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& normalized);
 
-// Writes pred_labels.meta, density.txt, scores.json and scores.txt into `dir` (created if its
-// parent exists). Scores and bins are written only when they were computed.
-void write_cluster_results(const std::string& dir, const ClusterResult& r);
-
-std::string format_sweep_table(const ClusterResult& r);
-std::string cluster_result_json(const ClusterResult& r);
+// The graph stage and the cut on a graph whose distances are the ones to link by: calibration
+// (plan.calibrate), density, TPDi, parents, then labels at each tau of the plan (or the stable
+// tau), scored against gt when given.
+ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt = nullptr);
 
 }  // namespace facecluster

@@ -40,9 +40,7 @@ std::function<void()> add_evaluate(CLI::App& app) {
     }
     t.stop();
     if (a->json) {
-      std::printf("{\"scores\": %s, \"size_bins\": %s", scores_to_json(s).c_str(), bins_to_json(by_size).c_str());
-      if (!by_sparsity.empty()) std::printf(", \"sparsity_bins\": %s", bins_to_json(by_sparsity).c_str());
-      std::printf("}\n");
+      std::printf("%s", evaluation_to_json(s, by_size, by_sparsity).c_str());
     } else {
       std::printf("%s\n%s", format_scores_table(s).c_str(), format_bins_table(by_size).c_str());
       if (!by_sparsity.empty()) std::printf("\n%s", format_bins_table(by_sparsity).c_str());

@@ -5,6 +5,7 @@
 #include "facecluster/io.h"
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
+#include "facecluster/plan.h"
 #include "options.h"
 
 namespace facecluster::cli {
@@ -16,27 +17,31 @@ std::function<void()> add_knn(CLI::App& app) {
     int64_t dim = 0;
     int64_t recall_sample = 0;
     bool no_norm = false, compress = false;
-    KnnOptions knn;
+    PlanRequest req;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("-f,--features", a->features, "features (.bin needs --dim, or .npy)")->required();
   cmd->add_option("-d,--dim", a->dim, "feature dimension of a .bin file");
   cmd->add_option("-o,--out", a->out, "kNN cache to write (.npz, array 'data' of shape (N, 2, k))")->required();
-  cmd->add_option("-k,--k", a->knn.k, "neighbours per row, self included (clamped to N with a warning)")->capture_default_str();
-  add_knn_options(cmd, a->knn);
+  add_knn_flags(cmd, a->req);
   cmd->add_option("--recall-sample", a->recall_sample, "measure recall@k against exact search on this many random rows");
   cmd->add_flag("--no-norm", a->no_norm, "rows are already L2-normalised (is_norm_feat: False)");
   cmd->add_flag("--compress", a->compress, "deflate the archive (like numpy.savez_compressed)");
   return [a] {
+    a->req.features = a->features;
+    if (a->dim > 0) a->req.dim = a->dim;
+    if (global_threads()) a->req.threads = *global_threads();
+    FC_CHECK(a->recall_sample >= 0, "--recall-sample must be >= 0, got " << a->recall_sample);
+    const RunPlan plan = resolve_plan(Job::Cluster, a->req);
     check_parent_dir(a->out);
     Matrix x;
     {
       StageTimer t("read " + a->features);
-      x = read_features(a->features, a->dim);
+      x = read_features(plan.features, plan.feature_dim);
       if (a->no_norm) check_finite_rows(x, a->features);
       else normalize_rows(x, a->features);
     }
-    const KnnGraph g = build_knn(x, a->knn);
+    const KnnGraph g = build_knn(x, plan.knn);
     if (a->recall_sample > 0) {
       StageTimer t("recall on " + std::to_string(a->recall_sample) + " rows");
       const double r = knn_recall(x, g, a->recall_sample);

@@ -2,13 +2,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "cluster_job.h"
 #include "commands.h"
 #include "facecluster/error.h"
 #include "facecluster/io.h"
 #include "facecluster/log.h"
 #include "facecluster/model.h"
 #include "facecluster/pipeline.h"
+#include "options.h"
 
 namespace facecluster::cli {
 namespace fs = std::filesystem;
@@ -20,12 +20,12 @@ struct Split {
   KnnGraph g;
 };
 
-Split load_split(DatasetArgs ds, const std::string& knn_fallback, const std::string& what) {
-  if (ds.knn_path.empty()) ds.knn_path = knn_fallback;
+Split load_split(const Config& cfg, const DatasetArgs& ds, const std::string& knn_fallback, const std::string& what) {
   FC_CHECK(!ds.label_path.empty(), what << ": label_path is required (pair labels come from identities)");
+  const RunPlan plan = resolve_split(cfg, ds, knn_fallback, what);
   Split s;
-  s.data = read_split(ds);
-  s.g = knn_for_dataset(s.data.x, ds, KnnOptions{}, false);
+  s.data = read_split(plan);
+  s.g = knn_graph_for(plan, s.data.x);
   return s;
 }
 
@@ -44,10 +44,15 @@ std::function<void()> add_train(CLI::App& app) {
   cmd->add_flag("--reload", a->reload, "resume from the latest checkpoint in work_dir (the config's reload: True)");
   return [a] {
     Config cfg = load_config(a->config);
-    apply_sets(cfg, a->sets);
+    for (const auto& s : a->sets) {
+      const size_t eq = s.find('=');
+      FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s.substr(0, 80) << "'");
+      set_config_value(cfg, s.substr(0, eq), s.substr(eq + 1));
+    }
     if (a->reload) cfg.reload = true;
+    if (global_threads()) cfg.threads = static_cast<int>(*global_threads());
     require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");
-    Split train = load_split(cfg.dataset_args, cfg.train_knn_path, a->config + ": dataset_args");
+    Split train = load_split(cfg, cfg.dataset_args, cfg.train_knn_path, a->config + ": dataset_args");
     std::unique_ptr<Split> val;
     const DatasetArgs& vd = cfg.test_dataset_args;
     if (!vd.feature_path.empty() && !vd.label_path.empty()) {
@@ -55,7 +60,7 @@ std::function<void()> add_train(CLI::App& app) {
       if (fs::equivalent(vd.feature_path, cfg.dataset_args.feature_path, ec)) {
         log_warn("test_dataset_args is the training split; validation skipped (it must run on other rows)");
       } else {
-        val = std::make_unique<Split>(load_split(vd, cfg.test_knn_path, a->config + ": test_dataset_args"));
+        val = std::make_unique<Split>(load_split(cfg, vd, cfg.test_knn_path, a->config + ": test_dataset_args"));
       }
     }
     const ModelSpec spec = ModelSpec::from_config(cfg.model_args, train.data.x.cols);
@@ -98,44 +103,18 @@ std::function<void()> add_export(CLI::App& app) {
 
 std::function<void()> add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "cluster a split with a trained model (the release's eval.py) from a YAML config");
-  struct Args {
-    std::string config, model, out;
-    std::vector<std::string> sets;
-    ModelUse use;
-    int bins = 5;
-  };
-  auto a = std::make_shared<Args>();
-  cmd->add_option("-c,--config", a->config, "evaluation config (test_dataset_args, eval_epoch, density_args, cluster_args)")->required();
-  cmd->add_option("--model", a->use.path, "model file or checkpoint (default: work_dir/epoch_<eval_epoch>.ckpt)");
-  cmd->add_option("-o,--out", a->out, "results folder (default: work_dir/results)");
-  cmd->add_option("--precision", a->use.precision, "fp32 or bf16")->capture_default_str();
-  cmd->add_option("--bins", a->bins, "hard-cluster bins")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--set", a->sets, "override any config key: --set cluster_args.tau_step=20");
-  return [a] {
-    Config cfg = load_config(a->config);
-    apply_sets(cfg, a->sets);
-    DatasetArgs ds = cfg.test_dataset_args;
-    if (ds.knn_path.empty()) ds.knn_path = cfg.test_knn_path;
-    FC_CHECK(!ds.feature_path.empty(), a->config << ": test_dataset_args.feature_path is required for eval");
-    ModelUse use = a->use;
-    if (use.path.empty()) {
-      use.path = checkpoint_path(cfg.work_dir, cfg.eval_epoch);
-      if (!fs::exists(use.path)) {
-        const std::string last = latest_checkpoint(cfg.work_dir);
-        FC_FAIL(a->config << ": no checkpoint " << use.path << " (eval_epoch " << cfg.eval_epoch << ")"
-                          << (last.empty() ? std::string("; work_dir holds none") : "; the latest is " + last)
-                          << " (set eval_epoch or pass --model)");
-      }
-    }
-    use.check_config_arch = use.path != "default";
-    use.batch_size = cfg.test_batch_size;
-    const std::string calibrate = resolve_calibration(cfg.cluster_args.calibrate, true);
-    const std::vector<double> taus = config_taus(cfg.cluster_args, calibrate);
-    const std::string out = a->out.empty() ? (fs::path(cfg.work_dir) / "results").string() : a->out;
-    fs::create_directories(fs::path(out).parent_path());
-    ClusterResult r = run_cluster(cfg, ds, KnnOptions{}, false, calibrate, taus, a->bins, out, use);
-    print_result(r);
-    std::printf("\nresults written to %s\n", out.c_str());
+  auto f = std::make_shared<ClusterFlags>();
+  PlanRequest& r = f->req;
+  cmd->add_option("-c,--config", r.config, "evaluation config (test_dataset_args, eval_epoch, density_args, cluster_args)")->required();
+  cmd->add_option("--model", r.model, "model file or checkpoint (default: work_dir/epoch_<eval_epoch>.ckpt)");
+  cmd->add_option("-o,--out", r.out_dir, "results folder (default: work_dir/results)");
+  add_cluster_flags(cmd, *f);
+  return [f] {
+    finish_cluster_flags(*f);
+    const RunPlan plan = resolve_plan(Job::Eval, f->req);
+    for (const auto& w : plan.warnings) log_warn(w);
+    const ClusterReport rep = run_plan(plan);
+    std::printf("%s\nresults written to %s (report.html to look at)\n", render_text(rep).c_str(), plan.out_dir.c_str());
   };
 }
 

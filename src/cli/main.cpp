@@ -1,11 +1,11 @@
-#include <omp.h>
-
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "commands.h"
+#include "options.h"
 #include "facecluster/error.h"
 #include "facecluster/log.h"
 
@@ -15,13 +15,19 @@ void on_sigint(int) { g_interrupted = 1; }
 bool interrupted() { return g_interrupted != 0; }
 }  // namespace
 
+namespace facecluster::cli {
+std::optional<int64_t>& global_threads() {
+  static std::optional<int64_t> threads;
+  return threads;
+}
+}  // namespace facecluster::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"facecluster: cluster face embeddings by identity (NDDE density, TPDi distance, density-peak linking)"};
   app.require_subcommand(1);
   app.fallthrough();
-  int threads = 0;
   bool quiet = false;
-  app.add_option("--threads", threads, "worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", facecluster::cli::global_threads(), "worker threads (0: all cores; default: the config's threads, else 0)");
   app.add_flag("-q,--quiet", quiet, "no stage log lines");
   std::map<CLI::App*, std::function<void()>> runs;
   using namespace facecluster::cli;
@@ -40,7 +46,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (threads > 0) omp_set_num_threads(threads);
   facecluster::set_log_level(quiet ? 0 : 1);
   std::signal(SIGINT, on_sigint);
   facecluster::set_interrupt_hook(&interrupted);

@@ -122,14 +122,19 @@ std::vector<double> density_full(const KnnGraph& g, int k, double sigma, double 
 }
 
 std::vector<double> compute_density(const KnnGraph& g, const GraphParams& p) {
-  if (p.density == "approximate_NDDe") return density_one_step(g, p.ndde_k, p.ndde_sigma, p.threads);
-  if (p.density == "NDDe") {
-    int iters = 0;
-    auto rho = density_full(g, p.ndde_k, p.ndde_sigma, p.ndde_d, p.ndde_epsilon, p.ndde_max_iter, p.threads, &iters);
-    if (iters >= p.ndde_max_iter) log_warn("full NDDE stopped at max_iter " + std::to_string(iters) + " before converging");
-    return rho;
-  }
-  FC_FAIL("unknown density_type '" << p.density << "'; expected approximate_NDDe or NDDe");
+  if (p.density == Density::OneStep) return density_one_step(g, p.ndde_k, p.ndde_sigma, p.threads);
+  int iters = 0;
+  auto rho = density_full(g, p.ndde_k, p.ndde_sigma, p.ndde_d, p.ndde_epsilon, p.ndde_max_iter, p.threads, &iters);
+  if (iters >= p.ndde_max_iter) log_warn("full NDDE stopped at max_iter " + std::to_string(iters) + " before converging");
+  return rho;
 }
+
+Density parse_density(const std::string& name) {
+  if (name == "approximate_NDDe") return Density::OneStep;
+  if (name == "NDDe") return Density::Full;
+  FC_FAIL("unknown density '" << name << "'; expected approximate_NDDe or NDDe");
+}
+
+const char* density_name(Density d) { return d == Density::OneStep ? "approximate_NDDe" : "NDDe"; }
 
 }  // namespace facecluster

@@ -139,7 +139,7 @@ Labels link_components(const Links& links, double tau) {
 GraphResult run_graph_stage(const KnnGraph& g, const GraphParams& p) {
   GraphResult r;
   {
-    StageTimer t("density (" + p.density + ")");
+    StageTimer t(std::string("density (") + density_name(p.density) + ")");
     r.density = compute_density(g, p);
   }
   {

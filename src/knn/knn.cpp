@@ -63,15 +63,15 @@ void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k
 
 std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt, std::unique_ptr<faiss::Index>& quantizer) {
   const int d = static_cast<int>(x.cols);
-  if (opt.index == "flat") return std::make_unique<faiss::IndexFlatIP>(d);
-  if (opt.index == "hnsw") {
+  if (opt.index == KnnIndex::Flat) return std::make_unique<faiss::IndexFlatIP>(d);
+  if (opt.index == KnnIndex::Hnsw) {
     FC_CHECK(opt.hnsw_m >= 2, "hnsw M must be >= 2, got " << opt.hnsw_m);
     auto idx = std::make_unique<faiss::IndexHNSWFlat>(d, opt.hnsw_m, faiss::METRIC_INNER_PRODUCT);
     idx->hnsw.efConstruction = std::max(opt.hnsw_ef_construction, opt.hnsw_m);
     idx->hnsw.efSearch = std::max(opt.hnsw_ef_search, opt.k);
     return idx;
   }
-  if (opt.index == "ivf") {
+  {
     int64_t nlist = opt.ivf_nlist;
     if (nlist <= 0) nlist = std::max<int64_t>(1, std::min<int64_t>(std::llround(4 * std::sqrt(double(x.rows))), x.rows / 39));
     FC_CHECK(nlist <= x.rows, "ivf nlist " << nlist << " exceeds the number of rows " << x.rows);
@@ -91,10 +91,25 @@ std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt,
     idx->train(nt, train.data());
     return idx;
   }
-  FC_FAIL("unknown knn index '" << opt.index << "'; expected flat, ivf, hnsw");
 }
 
 }  // namespace
+
+KnnIndex parse_knn_index(const std::string& name) {
+  if (name == "flat") return KnnIndex::Flat;
+  if (name == "ivf") return KnnIndex::Ivf;
+  if (name == "hnsw") return KnnIndex::Hnsw;
+  FC_FAIL("unknown knn index '" << name << "'; expected flat, ivf, hnsw");
+}
+
+const char* knn_index_name(KnnIndex i) {
+  switch (i) {
+    case KnnIndex::Flat: return "flat";
+    case KnnIndex::Ivf: return "ivf";
+    case KnnIndex::Hnsw: return "hnsw";
+  }
+  return "?";
+}
 
 KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
   FC_CHECK(x.rows > 0 && x.cols > 0, "cannot build a kNN graph of an empty feature matrix");
@@ -112,7 +127,7 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
   std::unique_ptr<faiss::Index> quantizer;
   std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);
   {
-    StageTimer timer("knn add (" + o.index + ")");
+    StageTimer timer(std::string("knn add (") + knn_index_name(o.index) + ")");
     const int64_t chunk = 65536;
     Progress prog("knn add", x.rows);
     for (int64_t s = 0; s < x.rows; s += chunk) {
@@ -123,7 +138,7 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
   }
   KnnGraph g(x.rows, k);
   {
-    StageTimer timer("knn search (" + o.index + ", k " + std::to_string(k) + ")");
+    StageTimer timer(std::string("knn search (") + knn_index_name(o.index) + ", k " + std::to_string(k) + ")");
     // Chunks of ~2^28 distance computations keep progress and Ctrl-C responsive at any N.
     const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / x.rows, 256, 8192);
     std::vector<float> ip(static_cast<size_t>(chunk * k));

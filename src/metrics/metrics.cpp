@@ -248,4 +248,11 @@ std::string bins_to_json(const std::vector<BinScores>& bins) {
   return out.str();
 }
 
+std::string evaluation_to_json(const Scores& s, const std::vector<BinScores>& size_bins,
+                               const std::vector<BinScores>& sparsity_bins) {
+  std::string out = "{\"scores\": " + scores_to_json(s) + ", \"size_bins\": " + bins_to_json(size_bins);
+  if (!sparsity_bins.empty()) out += ", \"sparsity_bins\": " + bins_to_json(sparsity_bins);
+  return out + "}\n";
+}
+
 }  // namespace facecluster

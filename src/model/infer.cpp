@@ -32,7 +32,7 @@ void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, 
   std::vector<int64_t> anchors(static_cast<size_t>(std::min<int64_t>(o.batch_size, g.n)));
   Progress progress(what, g.n);
   {
-    model::Precision precision(o.precision);
+    model::AutocastScope autocast(o.precision);
     for (int64_t first = 0; first < g.n; first += o.batch_size) {
       check_interrupt();
       const int64_t count = std::min<int64_t>(o.batch_size, g.n - first);
@@ -52,7 +52,7 @@ KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& 
   check_inputs(model, x, g, o);
   const int k = model.spec().k;
   KnnGraph out(g.n, k);
-  StageTimer timer("model inference (" + std::to_string(g.n) + " anchors, " + o.precision + ")");
+  StageTimer timer("model inference (" + std::to_string(g.n) + " anchors, " + precision_name(o.precision) + ")");
   for_each_batch(model, x, g, nullptr, o, "model inference",
                  [&](int64_t first, int64_t count, const model::Batch& b, const torch::Tensor& logits) {
                    const auto* ids = b.ids.data_ptr<int64_t>();

@@ -16,9 +16,8 @@ bool bf16_is_fast() {
   return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
-Precision::Precision(const std::string& precision) {
-  FC_CHECK(precision == "fp32" || precision == "bf16", "precision must be fp32 or bf16, got '" << precision << "'");
-  if (precision == "bf16") {
+AutocastScope::AutocastScope(Precision precision) {
+  if (precision == Precision::Bf16) {
     // libtorch's bf16 matrix products go through oneDNN only on AVX-512 CPUs; elsewhere its
     // fallback is ~30x slower than fp32 (measured on an AVX2 EPYC), so fp32 it is.
     if (!bf16_is_fast()) {
@@ -32,7 +31,7 @@ Precision::Precision(const std::string& precision) {
     at::autocast::set_cpu_enabled(true);
   }
 }
-Precision::~Precision() {
+AutocastScope::~AutocastScope() {
   if (!on_) return;
   at::autocast::set_cpu_enabled(false);
   at::autocast::clear_cache();

@@ -23,10 +23,10 @@ bool bf16_is_fast();
 
 // bf16 matrix products for the scope (CPU autocast) when precision is "bf16" and the CPU runs them fast
 // (otherwise a one-time warning and fp32).
-class Precision {
+class AutocastScope {
  public:
-  explicit Precision(const std::string& precision);
-  ~Precision();
+  explicit AutocastScope(Precision precision);
+  ~AutocastScope();
 
  private:
   bool on_ = false;

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <variant>
 
 #include "facecluster/error.h"
 #include "facecluster/io.h"
@@ -11,6 +12,8 @@
 #include "facecluster/log.h"
 #include "facecluster/metrics.h"
 #include "facecluster/pipeline.h"
+#include "facecluster/plan.h"
+#include "facecluster/report.h"
 #include "facecluster/synth.h"
 
 namespace py = pybind11;
@@ -97,51 +100,40 @@ Labels labels_from(const py::array& a, const char* name) {
   return Labels(l.data(), l.data() + l.size());
 }
 
-py::dict scores_dict(const Scores& s) {
-  py::dict d;
-  d["n"] = s.n;
-  d["true_clusters"] = s.true_clusters;
-  d["pred_clusters"] = s.pred_clusters;
-  d["true_singletons"] = s.true_singletons;
-  d["pred_singletons"] = s.pred_singletons;
-  d["pairwise_precision"] = s.pairwise_p;
-  d["pairwise_recall"] = s.pairwise_r;
-  d["pairwise_f"] = s.pairwise_f;
-  d["bcubed_precision"] = s.bcubed_p;
-  d["bcubed_recall"] = s.bcubed_r;
-  d["bcubed_f"] = s.bcubed_f;
-  d["nmi"] = s.nmi;
-  d["ari"] = s.ari;
-  return d;
-}
-
-py::list bins_list(const std::vector<BinScores>& bins) {
-  py::list out;
-  for (const auto& b : bins) {
-    py::dict d = scores_dict(b.scores);
-    d["by"] = b.by;
-    d["bin"] = b.bin;
-    d["classes"] = b.classes;
-    d["rows"] = b.rows;
-    d["key_min"] = b.key_min;
-    d["key_max"] = b.key_max;
-    out.append(d);
+// A Python value as a plan parameter: None, bool, int (numpy integers too), float, str, or a
+// sequence of numbers.
+ParamValue param_from(const std::string& name, const py::handle& v) {
+  if (v.is_none()) return std::monostate{};
+  PyObject* o = v.ptr();
+  if (PyBool_Check(o)) return v.cast<bool>();
+  if (PyFloat_Check(o)) return v.cast<double>();
+  if (PyIndex_Check(o)) return static_cast<int64_t>(v.cast<py::int_>());
+  if (py::isinstance<py::str>(v)) return v.cast<std::string>();
+  if (py::isinstance<py::sequence>(v) || py::isinstance<py::array>(v)) {
+    std::vector<double> list;
+    for (const auto& item : v) list.push_back(item.cast<double>());
+    return list;
   }
-  return out;
+  throw py::type_error("parameter " + name + " has an unsupported type " + py::str(v.get_type()).cast<std::string>());
 }
 
-KnnOptions knn_options(int k, const std::string& index, int nlist, int nprobe, int hnsw_m, int ef_construction,
-                       int ef_search, int threads) {
-  KnnOptions o;
-  o.k = k;
-  o.index = index;
-  o.ivf_nlist = nlist;
-  o.ivf_nprobe = nprobe;
-  o.hnsw_m = hnsw_m;
-  o.hnsw_ef_construction = ef_construction;
-  o.hnsw_ef_search = ef_search;
-  o.threads = threads;
-  return o;
+py::object param_to_python(const ParamValue& v) {
+  if (std::holds_alternative<std::monostate>(v)) return py::none();
+  if (const auto* b = std::get_if<bool>(&v)) return py::bool_(*b);
+  if (const auto* i = std::get_if<int64_t>(&v)) return py::int_(*i);
+  if (const auto* d = std::get_if<double>(&v)) return py::float_(*d);
+  if (const auto* s = std::get_if<std::string>(&v)) return py::str(*s);
+  return py::cast(std::get<std::vector<double>>(v));
+}
+
+RunPlan plan_from(const py::dict& params) {
+  PlanRequest req;
+  req.features_in_memory = true;
+  for (const auto& item : params) {
+    const std::string name = item.first.cast<std::string>();
+    set_parameter(req, name, param_from(name, item.second));
+  }
+  return resolve_plan(Job::Cluster, req);
 }
 
 }  // namespace
@@ -163,24 +155,33 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_verbose", [](bool v) { set_log_level(v ? 1 : 0); });
 
   m.def(
+      "parameters",
+      [] {
+        py::list out;
+        for (const auto& p : run_parameters()) out.append(py::make_tuple(p.name, param_to_python(p.default_value), p.help));
+        return out;
+      },
+      "the clustering parameters: (name, default, help), defaults as the C++ plan has them");
+
+  m.def(
       "knn",
-      [](const py::array& features, int k, const std::string& index, bool normalize, int nlist, int nprobe, int hnsw_m,
-         int ef_construction, int ef_search, int threads) {
+      [](const py::array& features, bool normalize, const py::dict& params) {
+        const RunPlan plan = plan_from(params);
         const Matrix view = features_view(features, "features");
         KnnGraph g;
         {
           py::gil_scoped_release release;
           const Matrix x = normalized(view, normalize);
-          g = build_knn(x, knn_options(k, index, nlist, nprobe, hnsw_m, ef_construction, ef_search, threads));
+          g = build_knn(x, plan.knn);
         }
         return graph_to_arrays(g);
       },
-      py::arg("features"), py::arg("k"), py::arg("index"), py::arg("normalize"), py::arg("nlist"), py::arg("nprobe"),
-      py::arg("hnsw_m"), py::arg("ef_construction"), py::arg("ef_search"), py::arg("threads"));
+      py::arg("features"), py::arg("normalize"), py::arg("params"));
 
   m.def(
       "knn_recall",
       [](const py::array& features, const py::array& nbrs, const py::array& dists, int64_t sample) {
+        if (sample < 1) throw py::value_error("sample must be >= 1, got " + std::to_string(sample));
         const Matrix view = features_view(features, "features");
         const KnnGraph g = graph_from_arrays(nbrs, dists);
         py::gil_scoped_release release;
@@ -190,55 +191,48 @@ PYBIND11_MODULE(_core, m) {
       py::arg("features"), py::arg("nbrs"), py::arg("dists"), py::arg("sample"));
 
   m.def(
-      "cluster_graph",
-      [](const py::array& nbrs, const py::array& dists, std::vector<double> taus, const std::string& calibrate,
-         const std::string& density, bool tpdi, int ndde_k, double ndde_sigma, double tpdi_sigma, int max_conn,
-         py::object gt, const std::string& select_by, int threads) {
-        const KnnGraph g = graph_from_arrays(nbrs, dists);
-        GraphParams p;
-        p.density = density;
-        p.use_tpdi = tpdi;
-        p.ndde_k = ndde_k;
-        p.ndde_sigma = ndde_sigma;
-        p.tpdi_sigma = tpdi_sigma;
-        p.max_conn = max_conn;
-        p.threads = threads;
+      "run",
+      [](py::object features, py::object nbrs, py::object dists, py::object gt, const py::dict& params) {
+        const RunPlan plan = plan_from(params);
+        Matrix view, x;
+        KnnGraph given;
         Labels truth;
-        if (!gt.is_none()) truth = labels_from(gt.cast<py::array>(), "gt");
-        ClusterResult r;
+        PipelineInput in;
+        if (!features.is_none()) view = features_view(features.cast<py::array>(), "features");
+        if (!nbrs.is_none()) {
+          if (dists.is_none()) throw py::value_error("nbrs needs dists");
+          given = graph_from_arrays(nbrs.cast<py::array>(), dists.cast<py::array>());
+          in.graph = &given;
+        }
+        if (!gt.is_none()) {
+          truth = labels_from(gt.cast<py::array>(), "y");
+          in.labels = &truth;
+        }
+        ClusterReport r;
         {
           py::gil_scoped_release release;
-          r = cluster_graph(g, p, taus, truth.empty() ? nullptr : &truth, select_by, calibrate);
+          if (view.rows > 0) {
+            x = normalized(view, true);
+            in.features = &x;
+          }
+          if (in.labels && static_cast<int64_t>(truth.size()) != (in.graph ? given.n : x.rows))
+            throw Error("y has " + std::to_string(truth.size()) + " labels but there are " +
+                        std::to_string(in.graph ? given.n : x.rows) + " faces");
+          r = run_pipeline(plan, in);
         }
-        py::dict out;
         I64 labels(static_cast<py::ssize_t>(r.labels.size()));
         std::copy(r.labels.begin(), r.labels.end(), labels.mutable_data());
         py::array_t<double> dens(static_cast<py::ssize_t>(r.density.size()));
         std::copy(r.density.begin(), r.density.end(), dens.mutable_data());
-        out["labels"] = labels;
-        out["density"] = dens;
-        out["tau"] = r.sweep[r.chosen].tau;
-        out["notes"] = r.notes;
-        py::list sweep;
-        for (const auto& e : r.sweep) {
-          py::dict d;
-          d["tau"] = e.tau;
-          d["clusters"] = e.clusters;
-          if (e.scored) d["scores"] = scores_dict(e.scores);
-          sweep.append(d);
-        }
-        out["sweep"] = sweep;
-        return out;
+        return py::make_tuple(render_json(r), labels, dens, graph_to_arrays(r.graph), render_html(r));
       },
-      py::arg("nbrs"), py::arg("dists"), py::arg("taus"), py::arg("calibrate"), py::arg("density"), py::arg("tpdi"),
-      py::arg("ndde_k"), py::arg("ndde_sigma"), py::arg("tpdi_sigma"), py::arg("max_conn"), py::arg("gt"),
-      py::arg("select_by"), py::arg("threads"));
+      py::arg("features"), py::arg("nbrs"), py::arg("dists"), py::arg("gt"), py::arg("params"));
 
   m.def(
       "evaluate",
       [](const py::array& pred, const py::array& gt, py::object features, int bins) {
         const Labels p = labels_from(pred, "pred"), g = labels_from(gt, "gt");
-        py::dict out;
+        if (bins < 1) throw py::value_error("bins must be >= 1, got " + std::to_string(bins));
         Scores s;
         std::vector<BinScores> by_size, by_sparsity;
         Matrix view;
@@ -249,10 +243,7 @@ PYBIND11_MODULE(_core, m) {
           by_size = evaluate_by_size(p, g, bins);
           if (view.rows > 0) by_sparsity = evaluate_by_sparsity(p, g, normalized(view, true), bins);
         }
-        out = scores_dict(s);
-        out["size_bins"] = bins_list(by_size);
-        if (!by_sparsity.empty()) out["sparsity_bins"] = bins_list(by_sparsity);
-        return out;
+        return evaluation_to_json(s, by_size, by_sparsity);
       },
       py::arg("pred"), py::arg("gt"), py::arg("features"), py::arg("bins"));
 

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <random>
 
 #include "facecluster/calibrate.h"
@@ -87,10 +88,29 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   const KnnGraph g = fctest::random_graph(200, 10, 9, false);
   const Calibration c = calibrate_graph(g, GraphParams{});
   const KnnGraph out = apply_calibration(g, c);
+  // Independent expectation: P(same | s) from the fitted mixture's two Gaussians by Bayes' rule.
+  const Mixture& m = c.mixture;
+  auto bayes = [&](double s) {
+    auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
+    const double a = m.same_weight * pdf(s, m.same_mean, m.same_sd);
+    const double b = (1 - m.same_weight) * pdf(s, m.diff_mean, m.diff_sd);
+    return a / (a + b);
+  };
+  int64_t checked_against_bayes = 0;
   for (int64_t i = 0; i < g.n; ++i) {
     EXPECT_EQ(out.dist_row(i)[0], 0.f);
-    for (int j = 1; j < g.k; ++j) EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
+    for (int j = 1; j < g.k; ++j) {
+      EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
+      const double s = 1.0 - double(g.dist_row(i)[j]);
+      EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s), 1e-6) << "row " << i << " entry " << j;
+      // Between the two means the monotone posterior is Bayes' rule itself.
+      if (s > m.diff_mean && s < m.same_mean) {
+        EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s), 0.01) << "s " << s;
+        ++checked_against_bayes;
+      }
+    }
   }
+  EXPECT_GT(checked_against_bayes, 100);
   EXPECT_EQ(out.nbrs, g.nbrs);
   EXPECT_FALSE(c.notes.empty());
 }

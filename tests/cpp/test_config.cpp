@@ -92,23 +92,23 @@ TEST(Config, LoadsReleaseShapeWithAnchors) {
   EXPECT_FALSE(c.test_dataset_args.is_train);
   EXPECT_TRUE(c.dataset_args.is_train);
   EXPECT_EQ(c.loss_list, (std::vector<std::string>{"pair"}));
-  EXPECT_EQ(c.graph.density, "approximate_NDDe");
+  EXPECT_EQ(c.density_args.density_type, "approximate_NDDe");
   EXPECT_DOUBLE_EQ(c.learning_rate, 1e-4);
   EXPECT_EQ(c.prefix, "part1_eval");
-  const auto taus = tau_values(c.cluster_args);
-  ASSERT_EQ(taus.size(), 5u);
-  EXPECT_DOUBLE_EQ(taus[0], 0.6);
-  EXPECT_NEAR(taus[2], 0.7, 1e-12);
-  EXPECT_DOUBLE_EQ(taus[4], 0.8);
+  EXPECT_DOUBLE_EQ(c.cluster_args.tau_start, 0.6);
+  EXPECT_DOUBLE_EQ(c.cluster_args.tau_end, 0.8);
+  EXPECT_EQ(c.cluster_args.tau_step, 5);
+  EXPECT_TRUE(c.keys_set.count("cluster_args.tau_step"));
+  EXPECT_FALSE(c.keys_set.count("cluster_args.calibrate"));
 }
 
 TEST(Config, DefaultsAreTheRelease) {
   const Config c = parse_config("seed: 1", "x");
-  EXPECT_EQ(c.graph.ndde_k, 20);
-  EXPECT_DOUBLE_EQ(c.graph.ndde_sigma, 0.5);
-  EXPECT_DOUBLE_EQ(c.graph.tpdi_sigma, 0.05);
-  EXPECT_DOUBLE_EQ(c.graph.ndde_d, 0.1);
-  EXPECT_DOUBLE_EQ(c.graph.ndde_epsilon, 0.05);
+  EXPECT_EQ(c.density_args.ndde_k, 20);
+  EXPECT_DOUBLE_EQ(c.density_args.ndde_sigma, 0.5);
+  EXPECT_DOUBLE_EQ(c.density_args.tpdi_sigma, 0.05);
+  EXPECT_DOUBLE_EQ(c.density_args.ndde_d, 0.1);
+  EXPECT_DOUBLE_EQ(c.density_args.ndde_epsilon, 0.05);
   EXPECT_DOUBLE_EQ(c.cluster_args.tau_start, 0.7);
   EXPECT_EQ(c.cluster_args.max_conn, 1);
   EXPECT_EQ(c.dataset_args.model_topk, 80);
@@ -116,9 +116,9 @@ TEST(Config, DefaultsAreTheRelease) {
 
 TEST(Config, HiddenConstantsAreOptionalKeys) {
   const Config c = parse_config("density_args:\n  tpdi_sigma: 0.1\n  ndde_k: 10\n  ndde_sigma: 0.25\n", "x");
-  EXPECT_DOUBLE_EQ(c.graph.tpdi_sigma, 0.1);
-  EXPECT_EQ(c.graph.ndde_k, 10);
-  EXPECT_DOUBLE_EQ(c.graph.ndde_sigma, 0.25);
+  EXPECT_DOUBLE_EQ(c.density_args.tpdi_sigma, 0.1);
+  EXPECT_EQ(c.density_args.ndde_k, 10);
+  EXPECT_DOUBLE_EQ(c.density_args.ndde_sigma, 0.25);
 }
 
 TEST(Config, ErrorsNameFileAndKey) {
@@ -155,15 +155,6 @@ TEST(Config, YamlDumpLoadsBack) {
   EXPECT_EQ(back.cluster_args.tau_step, 5);
   EXPECT_DOUBLE_EQ(back.weight_decay, c.weight_decay);
   EXPECT_EQ(back.loss_list, c.loss_list);
-}
-
-TEST(Config, TauValuesValidated) {
-  ClusterArgs a;
-  a.tau_step = 0;
-  EXPECT_THROW(tau_values(a), Error);
-  a.tau_step = 1;
-  a.tau_start = 1.2;
-  EXPECT_THROW(tau_values(a), Error);
 }
 
 TEST(Config, CommittedExampleConfigsLoad) {

@@ -163,12 +163,26 @@ TEST(Parents, MatchReferenceWithTiesDuplicatesAndSelfNotFirst) {
 
 TEST(Parents, DensityPeakHasNoParent) {
   const KnnGraph g = random_graph(40, 8, 3);
-  const auto rho = density_one_step(g, 8, 0.5);
-  const int64_t peak = std::max_element(rho.begin(), rho.end()) - rho.begin();
-  const Links links = select_parents(g, rho, GraphParams{});
-  // The densest row can only link to an equally dense neighbour.
-  const int32_t par = links.parent[peak];
-  EXPECT_TRUE(par == -1 || rho[par] >= rho[peak]);
+  std::vector<double> rho(40);
+  for (int64_t i = 0; i < 40; ++i) rho[i] = 1.0 + 0.01 * double(i % 7);  // ties everywhere but the top
+  const int64_t peak = 17;
+  rho[peak] = 5.0;  // a unique maximum: no neighbour is at least as dense
+  GraphParams p;
+  p.max_conn = 2;
+  const Links links = select_parents(g, rho, p);
+  EXPECT_EQ(links.parent[peak * 2], -1);
+  EXPECT_EQ(links.parent[peak * 2 + 1], -1);
+  // Every other row has a parent that is at least as dense (each row has denser neighbours here
+  // unless all its neighbours are less dense).
+  int64_t with_parent = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    const int32_t par = links.parent[i * 2];
+    if (par >= 0) {
+      EXPECT_GE(rho[par], rho[i]);
+      ++with_parent;
+    }
+  }
+  EXPECT_GT(with_parent, 20);
 }
 
 TEST(Components, MatchBreadthFirstSearchAndRespectStrictTau) {
@@ -205,7 +219,7 @@ TEST(GraphStage, ResultsDoNotDependOnThreadCount) {
   EXPECT_EQ(a.density, b.density);
   EXPECT_EQ(a.links.parent, b.links.parent);
   EXPECT_EQ(a.links.dist, b.links.dist);
-  p1.density = p2.density = "NDDe";
+  p1.density = p2.density = Density::Full;
   EXPECT_EQ(compute_density(g, p1), compute_density(g, p2));
 }
 

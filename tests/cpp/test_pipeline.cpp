@@ -1,10 +1,12 @@
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "facecluster/calibrate.h"
 #include "facecluster/error.h"
 #include "facecluster/io.h"
 #include "facecluster/pipeline.h"
+#include "facecluster/plan.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
 
@@ -28,16 +30,28 @@ Data celeba() {
 }
 
 bool have_celeba() { return std::filesystem::exists(fctest::shared_data("celeba299/celeba299_mfn128.bin")); }
+
+// A plan from flags only, training-free, data passed in memory.
+RunPlan plan_with(const std::string& calibrate, std::optional<std::vector<double>> taus = std::nullopt,
+                  const std::string& select_by = "pairwise") {
+  PlanRequest r;
+  r.features_in_memory = true;
+  r.calibrate = calibrate;
+  r.taus = taus;
+  r.select_by = select_by;
+  return resolve_plan(Job::Cluster, r);
+}
 }  // namespace
 
 TEST(Pipeline, Celeba299TrainingFree) {
   if (!have_celeba()) GTEST_SKIP() << "../shared/data/celeba299 not found";
   const Data d = celeba();
   // The release's fixed constants at its default tau collapse on cosine distances ...
-  const ClusterResult fixed = cluster_graph(d.g, GraphParams{}, {0.7}, &d.gt, "pairwise", "off");
+  const ClusterReport fixed = cluster_graph(plan_with("off"), d.g, &d.gt);
+  EXPECT_DOUBLE_EQ(fixed.chosen_tau(), 0.7);
   EXPECT_LT(fixed.sweep[0].scores.pairwise_f, 0.4);
   // ... the self-calibrated default does not.
-  const ClusterResult autor = cluster_graph(d.g, GraphParams{}, {}, &d.gt, "pairwise", "auto");
+  const ClusterReport autor = cluster_graph(plan_with("auto"), d.g, &d.gt);
   EXPECT_GT(autor.sweep[autor.chosen].scores.pairwise_f, 0.88);
   EXPECT_GT(autor.sweep[autor.chosen].scores.bcubed_f, 0.88);
   EXPECT_FALSE(autor.notes.empty());
@@ -46,7 +60,7 @@ TEST(Pipeline, Celeba299TrainingFree) {
 TEST(Pipeline, MonotoneTransformsOfCosinesKeepTheClustering) {
   if (!have_celeba()) GTEST_SKIP() << "../shared/data/celeba299 not found";
   const Data d = celeba();
-  const ClusterResult base = cluster_graph(d.g, GraphParams{}, {}, nullptr, "pairwise", "auto");
+  const ClusterReport base = cluster_graph(plan_with("auto"), d.g);
   // An affine map (cosines compressed into [0.8, 1]) and a mild power map.
   for (int variant = 0; variant < 2; ++variant) {
     KnnGraph t = d.g;
@@ -56,7 +70,7 @@ TEST(Pipeline, MonotoneTransformsOfCosinesKeepTheClustering) {
       t.dists[e] = static_cast<float>(std::max(0.0, 1.0 - mapped));
     }
     for (int64_t i = 0; i < t.n; ++i) t.dist_row(i)[0] = 0.f;
-    const ClusterResult r = cluster_graph(t, GraphParams{}, {}, nullptr, "pairwise", "auto");
+    const ClusterReport r = cluster_graph(plan_with("auto"), t);
     EXPECT_NE(r.notes[0], base.notes[0]);  // the fitted parameters moved
     const Scores agree = evaluate(r.labels, base.labels);
     EXPECT_GT(agree.pairwise_f, 0.95) << "variant " << variant;
@@ -69,23 +83,61 @@ TEST(Pipeline, SweepPicksBestAndKnnCacheRoundTrips) {
   so.dim = 32;
   const SynthData s = make_synthetic(so);
   fctest::TempDir dir;
-  DatasetArgs a;
-  a.knn_path = dir.file("knn.npz");
-  a.model_topk = 20;
-  const KnnGraph built = knn_for_dataset(s.features, a, KnnOptions{}, false);
-  ASSERT_TRUE(std::filesystem::exists(a.knn_path));
-  const KnnGraph cached = knn_for_dataset(s.features, a, KnnOptions{}, false);
+  PlanRequest req;
+  req.features_in_memory = true;
+  req.knn_cache = dir.file("knn.npz");
+  req.k = 20;
+  req.calibrate = "off";
+  req.taus = std::vector<double>{0.3, 0.6, 0.9};
+  req.select_by = "bcubed";
+  const RunPlan plan = resolve_plan(Job::Cluster, req);
+  const KnnGraph built = knn_graph_for(plan, s.features);
+  ASSERT_TRUE(std::filesystem::exists(plan.knn_cache));
+  const KnnGraph cached = knn_graph_for(plan, s.features);
   EXPECT_EQ(cached.nbrs, built.nbrs);
-  const ClusterResult r = cluster_graph(built, GraphParams{}, {0.3, 0.6, 0.9}, &s.labels, "bcubed", "off");
+  PipelineInput in;
+  in.features = &s.features;
+  in.labels = &s.labels;
+  const ClusterReport r = run_pipeline(plan, in);
   ASSERT_EQ(r.sweep.size(), 3u);
   for (const auto& e : r.sweep) EXPECT_LE(e.scores.bcubed_f, r.sweep[r.chosen].scores.bcubed_f);
   EXPECT_EQ(evaluate(r.labels, s.labels).bcubed_f, r.sweep[r.chosen].scores.bcubed_f);
-  write_cluster_results(dir.file("out"), r);
+  // The bins come with the pipeline: size bins from the labels, sparsity bins from the features.
+  ASSERT_EQ(r.size_bins.size(), 5u);
+  ASSERT_EQ(r.sparsity_bins.size(), 5u);
+  EXPECT_EQ(r.size_bins[0].scores.pairwise_f, evaluate_by_size(r.labels, s.labels, 5)[0].scores.pairwise_f);
+  write_results(dir.file("out"), r);
   EXPECT_EQ(read_labels(dir.file("out/pred_labels.meta")), r.labels);
+  for (const char* f : {"density.txt", "scores.json", "scores.txt", "report.html"})
+    EXPECT_TRUE(std::filesystem::exists(dir.file(std::string("out/") + f))) << f;
   // A cache of another size is refused.
   Matrix fewer(10, 32);
   std::copy(s.features.data.begin(), s.features.data.begin() + 320, fewer.data.begin());
-  EXPECT_THROW(knn_for_dataset(fewer, a, KnnOptions{}, false), Error);
+  EXPECT_THROW(knn_graph_for(plan, fewer), Error);
+}
+
+TEST(Pipeline, DefaultPlanOnSynthetic20kMeetsItsFloor) {
+  // The README's default path end to end (automatic calibration and tau, exact kNN, k 80) on
+  // the demo's data: docs report pairwise F 0.96; the floor is 0.93. Never skipped.
+  SynthOptions so;
+  so.n = 20000;
+  so.dim = 256;
+  so.seed = 42;
+  const SynthData s = make_synthetic(so);
+  PlanRequest req;
+  req.features_in_memory = true;
+  const RunPlan plan = resolve_plan(Job::Cluster, req);
+  ASSERT_TRUE(plan.tau_automatic);
+  ASSERT_EQ(plan.calibrate, CalibrateMode::Auto);
+  PipelineInput in;
+  in.features = &s.features;
+  in.labels = &s.labels;
+  const ClusterReport r = run_pipeline(plan, in);
+  ASSERT_EQ(r.sweep.size(), 1u);
+  const Scores sc = evaluate(r.labels, s.labels);  // scored independently of the report
+  EXPECT_GE(sc.pairwise_f, 0.93) << render_text(r);
+  EXPECT_GE(sc.bcubed_f, 0.90) << render_text(r);
+  EXPECT_DOUBLE_EQ(r.sweep[0].scores.pairwise_f, sc.pairwise_f);
 }
 
 TEST(Pipeline, CalibrationFindsTheStrangersOfA128dSet) {

@@ -8,8 +8,10 @@
 #include <set>
 #include <sstream>
 
+#include <fstream>
+#include <filesystem>
+
 #include "facecluster/error.h"
-#include "facecluster/io.h"
 
 namespace facecluster {
 namespace {
@@ -85,14 +87,14 @@ const std::map<std::string, Field>& fields() {
         FIELD("loss_list", StringList, loss_list),
         FIELD("loss_args.verbose", Bool, loss_verbose),
         FIELD("lambdas.pair", Double, lambda_pair),
-        FIELD("density_args.density_type", String, graph.density),
-        FIELD("density_args.TPDi", Bool, graph.use_tpdi),
-        FIELD("density_args.ndde_k", Int, graph.ndde_k),
-        FIELD("density_args.ndde_sigma", Double, graph.ndde_sigma),
-        FIELD("density_args.ndde_d", Double, graph.ndde_d),
-        FIELD("density_args.ndde_epsilon", Double, graph.ndde_epsilon),
-        FIELD("density_args.ndde_max_iter", Int, graph.ndde_max_iter),
-        FIELD("density_args.tpdi_sigma", Double, graph.tpdi_sigma),
+        FIELD("density_args.density_type", String, density_args.density_type),
+        FIELD("density_args.TPDi", Bool, density_args.tpdi),
+        FIELD("density_args.ndde_k", Int, density_args.ndde_k),
+        FIELD("density_args.ndde_sigma", Double, density_args.ndde_sigma),
+        FIELD("density_args.ndde_d", Double, density_args.ndde_d),
+        FIELD("density_args.ndde_epsilon", Double, density_args.ndde_epsilon),
+        FIELD("density_args.ndde_max_iter", Int, density_args.ndde_max_iter),
+        FIELD("density_args.tpdi_sigma", Double, density_args.tpdi_sigma),
         FIELD("cluster_args.max_conn", Int, cluster_args.max_conn),
         FIELD("cluster_args.tau_start", Double, cluster_args.tau_start),
         FIELD("cluster_args.tau_end", Double, cluster_args.tau_end),
@@ -186,6 +188,7 @@ void walk(Config& c, const YAML::Node& node, const std::string& prefix, const st
       continue;
     }
     if (v.IsNull()) continue;  // "key:" with no value keeps the default
+    c.keys_set.insert(key);
     if (it->second.type == Type::StringList) {
       FC_CHECK(v.IsSequence() || v.IsScalar(), source << ": key '" << key << "' must be " << type_name(it->second.type));
       auto* list = static_cast<std::vector<std::string>*>(it->second.ptr(c));
@@ -241,13 +244,24 @@ Config parse_config(const std::string& text, const std::string& source) {
   return c;
 }
 
-Config load_config(const std::string& path) { return parse_config(read_text_file(path), path); }
+Config load_config(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  FC_CHECK(fs::exists(path, ec), "config " << path << " does not exist");
+  FC_CHECK(fs::is_regular_file(path, ec), "config " << path << " is not a file");
+  std::ifstream in(path, std::ios::binary);
+  FC_CHECK(in, "cannot open config " << path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
 
 void set_config_value(Config& c, const std::string& key, const std::string& value) {
   const auto& t = fields();
   auto it = t.find(key);
   FC_CHECK(it != t.end(), "unknown config key '" << key << "'");
   assign_scalar(c, key, it->second, value, "--set " + key);
+  c.keys_set.insert(key);
 }
 
 void require_keys(const Config& c, const std::vector<std::string>& keys, const std::string& job) {
@@ -258,15 +272,6 @@ void require_keys(const Config& c, const std::vector<std::string>& keys, const s
     FC_CHECK(!value_string(copy, key, it->second).empty(),
              (c.source.empty() ? std::string("config") : c.source) << ": " << job << " needs key '" << key << "'");
   }
-}
-
-std::vector<double> tau_values(const ClusterArgs& a) {
-  FC_CHECK(a.tau_step >= 1, "cluster_args.tau_step is the number of tau values and must be >= 1, got " << a.tau_step);
-  std::vector<double> v;
-  for (int i = 0; i < a.tau_step; ++i)
-    v.push_back(a.tau_step == 1 ? a.tau_start : a.tau_start + (a.tau_end - a.tau_start) * i / (a.tau_step - 1));
-  for (double t : v) FC_CHECK(t > 0 && t <= 1, "tau must be in (0, 1], got " << t);
-  return v;
 }
 
 std::string config_to_yaml(const Config& c) {

@@ -1,0 +1,49 @@
+// One result of a clustering run, rendered four ways: the terminal text (also scores.txt), JSON
+// (scores.json, and the Python dict: same keys, same nesting), and report.html, one
+// self-contained page with inline SVG charts for a person who would rather look than read.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "facecluster/graph.h"
+#include "facecluster/metrics.h"
+#include "facecluster/types.h"
+
+namespace facecluster {
+
+struct SweepEntry {
+  double tau = 0;
+  int64_t clusters = 0;
+  bool scored = false;
+  Scores scores;
+};
+
+struct ClusterReport {
+  std::vector<std::pair<std::string, std::string>> plan;  // describe_plan()
+  std::vector<std::string> warnings;  // config keys without effect, and the like
+  std::vector<std::string> notes;     // one line per automatically chosen value, and why
+  GraphParams params;                 // what the graph stage ran with (after calibration)
+  std::vector<SweepEntry> sweep;
+  size_t chosen = 0;                  // index into sweep of the labels returned
+  Labels labels;
+  std::vector<double> density;
+  Links links;
+  bool scored = false;                // true labels were given
+  std::vector<int64_t> true_sizes;    // sizes of the true identities (scored runs)
+  std::vector<BinScores> size_bins, sparsity_bins;
+  KnnGraph graph;                     // the graph that was linked (learned distances with a model); not rendered
+
+  double chosen_tau() const { return sweep.empty() ? 0.0 : sweep[chosen].tau; }
+};
+
+std::string render_text(const ClusterReport& r);
+std::string render_json(const ClusterReport& r);
+std::string render_html(const ClusterReport& r);
+
+// Writes pred_labels.meta, density.txt, scores.json, scores.txt and report.html into `dir`
+// (created, with its parents when create_parents), each file atomically.
+void write_results(const std::string& dir, const ClusterReport& r, bool create_parents = false);
+
+}  // namespace facecluster

@@ -1,0 +1,175 @@
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "facecluster/calibrate.h"
+#include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "facecluster/log.h"
+#include "facecluster/pipeline.h"
+
+namespace facecluster {
+namespace fs = std::filesystem;
+
+ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt) {
+  FC_CHECK(!gt || static_cast<int64_t>(gt->size()) == g.n,
+           "labels have " << (gt ? gt->size() : 0) << " rows but the graph has " << g.n);
+  {
+    StageTimer t("validate graph");
+    validate_graph(g, "kNN graph");
+  }
+  ClusterReport r;
+  r.plan = describe_plan(plan);
+  r.warnings = plan.warnings;
+  r.params = plan.graph;
+  const KnnGraph* work = &g;
+  KnnGraph calibrated;
+  if (plan.calibrate == CalibrateMode::Auto) {
+    StageTimer t("calibrate");
+    const Calibration cal = calibrate_graph(g, plan.graph);
+    calibrated = apply_calibration(g, cal);
+    work = &calibrated;
+    r.params = cal.params;
+    r.notes = cal.notes;
+    for (const auto& line : r.notes) log_info("  auto: " + line);
+  }
+  GraphResult gr = run_graph_stage(*work, r.params);
+  r.density = std::move(gr.density);
+  r.links = std::move(gr.links);
+  std::vector<double> taus = plan.taus;
+  if (plan.tau_automatic) {
+    FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
+    std::string note;
+    taus = {stable_tau(r.links, &note)};
+    r.notes.push_back(note);
+    log_info("  auto: " + note);
+  }
+  StageTimer t("link + score " + std::to_string(taus.size()) + " tau value(s)");
+  double best = -1;
+  r.scored = gt != nullptr;
+  for (size_t i = 0; i < taus.size(); ++i) {
+    check_interrupt();
+    SweepEntry e;
+    e.tau = taus[i];
+    Labels labels = link_components(r.links, e.tau);
+    e.clusters = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
+    if (gt) {
+      e.scores = evaluate(labels, *gt);
+      e.scored = true;
+      const double f = plan.select_by == SelectBy::BCubed ? e.scores.bcubed_f : e.scores.pairwise_f;
+      if (f > best) {
+        best = f;
+        r.chosen = i;
+        r.labels = std::move(labels);
+      }
+    } else if (i == 0) {
+      r.labels = std::move(labels);
+    }
+    r.sweep.push_back(e);
+  }
+  return r;
+}
+
+KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x) {
+  const KnnOptions& o = plan.knn;
+  std::error_code ec;
+  if (!plan.knn_cache.empty() && fs::exists(plan.knn_cache, ec) && !plan.rebuild_knn) {
+    StageTimer t("load kNN cache " + plan.knn_cache);
+    KnnGraph g = read_knn_npz(plan.knn_cache, x.rows);
+    FC_CHECK(g.k >= std::min<int64_t>(o.k, x.rows), "kNN cache " << plan.knn_cache << " has k = " << g.k << " but " << o.k
+                                                                  << " neighbours are configured (rebuild with --reload)");
+    if (g.k > o.k) {  // keep the first k columns
+      KnnGraph cut(g.n, o.k);
+      for (int64_t i = 0; i < g.n; ++i) {
+        std::copy(g.nbr_row(i), g.nbr_row(i) + o.k, cut.nbr_row(i));
+        std::copy(g.dist_row(i), g.dist_row(i) + o.k, cut.dist_row(i));
+      }
+      return cut;
+    }
+    return g;
+  }
+  KnnGraph g = build_knn(x, o);
+  if (!plan.knn_cache.empty()) {
+    const fs::path parent = fs::path(plan.knn_cache).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+    StageTimer t("write kNN cache " + plan.knn_cache);
+    write_knn_npz(plan.knn_cache, g);
+  }
+  return g;
+}
+
+namespace {
+
+std::vector<int64_t> class_sizes(const Labels& labels) {
+  std::map<int64_t, int64_t> count;
+  for (int64_t l : labels) ++count[l];
+  std::vector<int64_t> sizes;
+  sizes.reserve(count.size());
+  for (const auto& kv : count) sizes.push_back(kv.second);
+  return sizes;
+}
+
+}  // namespace
+
+ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const SimilarityStage& similarity) {
+  FC_CHECK(in.features || in.graph, "the pipeline needs features or a kNN graph");
+  KnnGraph built;
+  const KnnGraph* g = in.graph;
+  if (!g) {
+    built = knn_graph_for(plan, *in.features);
+    g = &built;
+  }
+  if (similarity) {
+    FC_CHECK(in.features, "the learned similarity needs the features, not only a kNN graph");
+    built = similarity(*in.features, *g);
+    g = &built;
+  }
+  ClusterReport r = cluster_graph(plan, *g, in.labels);
+  if (in.labels) {
+    StageTimer t("hard-cluster bins");
+    r.true_sizes = class_sizes(*in.labels);
+    r.size_bins = evaluate_by_size(r.labels, *in.labels, plan.bins);
+    if (in.features) r.sparsity_bins = evaluate_by_sparsity(r.labels, *in.labels, *in.features, plan.bins);
+  }
+  r.graph = g == &built ? std::move(built) : *g;
+  return r;
+}
+
+ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in) {
+  return run_pipeline(plan, in, model_stage(plan));
+}
+
+SplitData read_split(const RunPlan& plan) {
+  FC_CHECK(!plan.features.empty(), "the plan names no feature file");
+  SplitData s;
+  {
+    StageTimer t("read " + plan.features);
+    s.x = read_features(plan.features, plan.feature_dim);
+    if (plan.normalize) normalize_rows(s.x, plan.features);
+    else check_finite_rows(s.x, plan.features);
+  }
+  if (!plan.labels.empty()) {
+    s.labels = read_labels(plan.labels);
+    FC_CHECK(static_cast<int64_t>(s.labels.size()) == s.x.rows, "labels " << plan.labels << " have " << s.labels.size()
+                                                                          << " rows but features " << plan.features
+                                                                          << " have " << s.x.rows);
+  }
+  return s;
+}
+
+ClusterReport run_plan(const RunPlan& plan) {
+  const SplitData split = read_split(plan);
+  const Matrix& x = split.x;
+  const Labels& gt = split.labels;
+  PipelineInput in;
+  in.features = &x;
+  in.labels = gt.empty() ? nullptr : &gt;
+  ClusterReport r = run_pipeline(plan, in);
+  if (!plan.out_dir.empty()) {
+    StageTimer t("write results to " + plan.out_dir);
+    write_results(plan.out_dir, r, plan.create_out_parents);
+  }
+  return r;
+}
+
+}  // namespace facecluster
