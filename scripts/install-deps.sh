@@ -11,5 +11,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libtorch-dev libfaiss-dev libopenblas-dev libyaml-cpp-dev libcli11-dev \
   libzip-dev zlib1g-dev libomp-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  pybind11-dev python3-dev python3-numpy python3-pytest >/dev/null
+  pybind11-dev python3-dev python3-numpy python3-pytest \
+  chromium >/dev/null  # chromium: headless screenshots of report.html in the tests
 echo "facecluster: dependencies installed"

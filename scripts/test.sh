@@ -14,12 +14,9 @@ cmake --build build -j "$JOBS"
 (cd build && ctest -j "$JOBS" --output-on-failure --no-tests=error --timeout 600)
 
 echo "== Python tests"
-set +e
+# pytest exits 5 when it collects no tests: that fails here like any other error.
 FACECLUSTER_BUILD="$PWD/build" PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
-rc=$?
-set -e
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then exit "$rc"; fi
 
 echo "== Sanitizer build (ASan + UBSan) and core tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFACECLUSTER_SANITIZE=ON -DFACECLUSTER_WITH_FAISS=OFF

@@ -104,23 +104,29 @@ constexpr int kLinkBins = 50;
 
 class Plot {
  public:
-  Plot(std::string title, std::string xlabel, std::string ylabel, double x0, double x1, double y0, double y1)
+  // categories: x tick labels at 0.5, 1.5, ... (bars per category) instead of numbers.
+  Plot(std::string title, std::string xlabel, std::string ylabel, double x0, double x1, double y0, double y1,
+       const std::vector<std::string>& categories = {})
       : x0_(x0), x1_(x1), y0_(y0), y1_(y1 > y0 ? y1 : y0 + 1) {
     out_ << "<figure><figcaption>" << html_escape(title) << "</figcaption>"
          << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 " << W
          << " " << H << "\">";
     out_ << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W - L - R << "\" height=\"" << H - T - B
          << "\" fill=\"#fafafa\" stroke=\"#999\"/>";
+    for (size_t i = 0; i < categories.size(); ++i)
+      out_ << "<text x=\"" << px(double(i) + 0.5) << "\" y=\"" << H - B + 16 << "\" font-size=\"11\" text-anchor=\"middle\">"
+           << html_escape(categories[i]) << "</text>";
     for (int i = 0; i <= 4; ++i) {
       const double xv = x0_ + (x1_ - x0_) * i / 4, yv = y0_ + (y1_ - y0_) * i / 4;
-      out_ << "<text x=\"" << px(xv) << "\" y=\"" << H - B + 16 << "\" font-size=\"11\" text-anchor=\"middle\">"
-           << tick(xv, x1_ - x0_) << "</text>";
+      if (categories.empty())
+        out_ << "<text x=\"" << px(xv) << "\" y=\"" << H - B + 16 << "\" font-size=\"11\" text-anchor=\"middle\">"
+             << tick(xv, x1_ - x0_) << "</text>";
       out_ << "<text x=\"" << L - 6 << "\" y=\"" << py(yv) + 4 << "\" font-size=\"11\" text-anchor=\"end\">"
            << tick(yv, y1_ - y0_) << "</text>";
       out_ << "<line x1=\"" << L << "\" x2=\"" << W - R << "\" y1=\"" << py(yv) << "\" y2=\"" << py(yv)
            << "\" stroke=\"#e4e4e4\"/>";
     }
-    out_ << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 6 << "\" font-size=\"12\" text-anchor=\"middle\">"
+    out_ << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - B + 32 << "\" font-size=\"12\" text-anchor=\"middle\">"
          << html_escape(xlabel) << "</text>";
     out_ << "<text x=\"14\" y=\"" << (T + H - B) / 2 << "\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 "
          << (T + H - B) / 2 << ")\">" << html_escape(ylabel) << "</text>";
@@ -151,8 +157,8 @@ class Plot {
   void legend(const std::vector<std::pair<std::string, std::string>>& items) {
     double x = L + 8;
     for (const auto& [name, color] : items) {
-      out_ << "<rect x=\"" << x << "\" y=\"" << H - B + 24 << "\" width=\"10\" height=\"10\" fill=\"" << color << "\"/>";
-      out_ << "<text x=\"" << x + 14 << "\" y=\"" << H - B + 33 << "\" font-size=\"11\">" << html_escape(name) << "</text>";
+      out_ << "<rect x=\"" << x << "\" y=\"" << H - 16 << "\" width=\"10\" height=\"10\" fill=\"" << color << "\"/>";
+      out_ << "<text x=\"" << x + 14 << "\" y=\"" << H - 7 << "\" font-size=\"11\">" << html_escape(name) << "</text>";
       x += 24 + 7.0 * name.size();
     }
   }
@@ -162,7 +168,7 @@ class Plot {
   }
 
  private:
-  static constexpr int W = 560, H = 300, L = 60, R = 16, T = 16, B = 50;
+  static constexpr int W = 560, H = 320, L = 60, R = 16, T = 16, B = 64;
   double px(double x) const { return L + (x - x0_) / (x1_ - x0_) * (W - L - R); }
   double py(double y) const { return H - B - (y - y0_) / (y1_ - y0_) * (H - T - B); }
   static std::string tick(double v, double span) {
@@ -243,8 +249,10 @@ std::string chart_cluster_sizes(const ClusterReport& r) {
   // Heights on a log scale: singletons and the large identities differ by orders of magnitude.
   auto h = [](int64_t c) { return std::log10(1.0 + double(c)); };
   const double nb = double(pb.size());
+  std::vector<std::string> names;
+  for (const auto& b : pb) names.push_back(b.lo == b.hi ? std::to_string(b.lo) : std::to_string(b.lo) + "-" + std::to_string(b.hi));
   Plot p("Cluster sizes (bars on a log scale; counts on top)", "cluster size (faces)", "log10(1 + clusters)", 0, nb, 0,
-         h(top) * 1.1);
+         h(top) * 1.1, names);
   const bool two = r.scored;
   for (size_t i = 0; i < pb.size(); ++i) {
     const std::string range = pb[i].lo == pb[i].hi ? std::to_string(pb[i].lo)
@@ -261,15 +269,18 @@ std::string chart_cluster_sizes(const ClusterReport& r) {
   std::vector<std::pair<std::string, std::string>> legend;
   if (two) legend.emplace_back("true identities", kGreen);
   legend.emplace_back("predicted clusters", kBlue);
-  legend.emplace_back("x: bucket i holds sizes 2^(i-1)+1 .. 2^i", "#ffffff");
   p.legend(legend);
   return p.done();
 }
 
 std::string chart_bins(const std::vector<BinScores>& bins, const std::string& title) {
   if (bins.empty()) return "";
-  Plot p(title, bins[0].by == "size" ? "bin (1 = smallest identities)" : "bin (last = sparsest identities)", "F-score", 0,
-         double(bins.size()), 0, 1);
+  std::vector<std::string> names;
+  for (const auto& b : bins)
+    names.push_back(b.by == "size" ? fmt("%.0f", b.key_min) + "-" + fmt("%.0f", b.key_max)
+                                   : fmt("%.2f", b.key_min) + "-" + fmt("%.2f", b.key_max));
+  Plot p(title, bins[0].by == "size" ? "bin: identity sizes (1st = smallest)" : "bin: identity sparsity (last = sparsest)",
+         "F-score", 0, double(bins.size()), 0, 1, names);
   for (size_t i = 0; i < bins.size(); ++i) {
     const auto& b = bins[i];
     const double x = double(i);

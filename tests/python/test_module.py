@@ -47,7 +47,7 @@ def test_same_labels_as_cli(data, tmp_path, fc_bin):
     cli_scores = run(fc_bin, "evaluate", "--pred", tmp_path / "out" / "pred_labels.meta", "--gt", tmp_path / "y.meta",
                      "--json").stdout
     import json
-    assert abs(json.loads(cli_scores)["scores"]["bcubed_f"] - facecluster.evaluate(py, y)["bcubed_f"]) < 1e-6
+    assert abs(json.loads(cli_scores)["scores"]["bcubed_f"] - facecluster.evaluate(py, y)["scores"]["bcubed_f"]) < 1e-6
 
 
 def test_npz_round_trip_with_numpy(tmp_path, data):
@@ -70,7 +70,7 @@ def test_labels_stable_and_estimator(data):
     assert np.array_equal(a, b)
     assert est.labels_.shape == (4000,) and est.density_.shape == (4000,)
     assert est.notes_ and 0 < est.tau_ <= 1
-    assert facecluster.evaluate(b, y)["pairwise_f"] > 0.5
+    assert facecluster.evaluate(b, y)["scores"]["pairwise_f"] > 0.5
     assert est.set_params(tau=0.5).get_params()["tau"] == 0.5
 
 
@@ -78,9 +78,9 @@ def test_sweep_with_gt_returns_best(data):
     X, y = data
     nbrs, dists = facecluster.knn(X, k=30)
     best = facecluster.cluster(nbrs=nbrs, dists=dists, tau=[0.3, 0.5, 0.7, 0.9], gt=y, calibrate="off")
-    scores = [facecluster.evaluate(facecluster.cluster(nbrs=nbrs, dists=dists, tau=t, calibrate="off"), y)["pairwise_f"]
-              for t in (0.3, 0.5, 0.7, 0.9)]
-    assert abs(facecluster.evaluate(best, y)["pairwise_f"] - max(scores)) < 1e-12
+    scores = [facecluster.evaluate(facecluster.cluster(nbrs=nbrs, dists=dists, tau=t, calibrate="off"), y)["scores"]
+              ["pairwise_f"] for t in (0.3, 0.5, 0.7, 0.9)]
+    assert abs(facecluster.evaluate(best, y)["scores"]["pairwise_f"] - max(scores)) < 1e-12
 
 
 @pytest.mark.parametrize("bad, exc", [
@@ -104,6 +104,9 @@ def test_bad_graph_and_values():
                             tau=2.0)
     with pytest.raises(ValueError):
         facecluster.evaluate([1, 2, 3], [1, 2])
+    y = np.array([0, 0, 1, 1])
+    with pytest.raises(TypeError, match="integer labels"):
+        facecluster.evaluate(y.astype(float) + 0.5, y)
 
 
 def test_ctrl_c_interrupts_a_long_call():
@@ -133,3 +136,73 @@ def test_gil_is_released(data):
     stop.set()
     t.join()
     assert len(ticks) > 20
+
+
+def _cpp_defaults():
+    return {name: default for name, default, _ in facecluster._core.parameters()}
+
+
+def test_python_defaults_are_the_cpp_plans():
+    import inspect
+    sig = inspect.signature(facecluster.FaceClusterer)
+    python = {name: p.default for name, p in sig.parameters.items()}
+    assert python == _cpp_defaults()
+    assert python["k"] == 80 and python["tau"] is None and python["calibrate"] is None and python["model"] is None
+    # get_params comes from the signature
+    assert set(facecluster.FaceClusterer().get_params()) == set(python)
+    knn_sig = inspect.signature(facecluster.knn).parameters
+    for name in ("k", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "threads"):
+        assert knn_sig[name].default == _cpp_defaults()[name], name
+
+
+def test_cluster_is_the_estimator(data):
+    X, _ = data
+    kw = dict(k=30, calibrate="off", tau=0.6)
+    assert np.array_equal(facecluster.cluster(X, **kw), facecluster.FaceClusterer(**kw).fit(X).labels_)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        facecluster.FaceClusterer().set_params(kk=3)
+    with pytest.raises(ValueError, match="unknown knn index 'hnws'"):
+        facecluster.cluster(X, index="hnws")
+    with pytest.raises(ValueError, match="threads must be"):
+        facecluster.cluster(X, threads=-1)
+
+
+def _shape(obj):
+    """Keys and nesting of a JSON value (list items by their first element)."""
+    if isinstance(obj, dict):
+        return {k: _shape(v) for k, v in obj.items() if k != "plan"}
+    if isinstance(obj, list):
+        return [_shape(obj[0])] if obj else []
+    return type(obj).__name__ if not isinstance(obj, (int, float)) else "number"
+
+
+def test_report_dict_has_the_cli_json_keys_and_bins(data, tmp_path, fc_bin):
+    X, y = data
+    X.tofile(tmp_path / "x.bin")
+    np.savetxt(tmp_path / "y.meta", y, fmt="%d")
+    run(fc_bin, "cluster", "-f", tmp_path / "x.bin", "-d", 64, "-l", tmp_path / "y.meta", "-o", tmp_path / "out")
+    import json
+    cli = json.loads((tmp_path / "out" / "scores.json").read_text())
+    est = facecluster.FaceClusterer().fit(X, y)
+    assert _shape(est.report_) == _shape(cli)
+    assert np.array_equal(est.labels_, np.loadtxt(tmp_path / "out" / "pred_labels.meta", dtype=np.int64))
+    assert len(est.report_["size_bins"]) == 5 and len(est.report_["sparsity_bins"]) == 5
+    assert est.report_["size_bins"][0]["scores"]["pairwise_f"] == cli["size_bins"][0]["scores"]["pairwise_f"]
+    est.save_report(tmp_path / "r.html")
+    assert (tmp_path / "r.html").read_text().count("<svg") >= 4
+
+
+def test_model_stage_from_python_matches_the_cli(tmp_path, fc_bin):
+    X, y = facecluster.synth(n=600, dim=256, seed=5)
+    X.tofile(tmp_path / "x.bin")
+    np.savetxt(tmp_path / "y.meta", y, fmt="%d")
+    run(fc_bin, "cluster", "-f", tmp_path / "x.bin", "-d", 256, "-l", tmp_path / "y.meta", "--model", "default",
+        "-o", tmp_path / "out")
+    est = facecluster.FaceClusterer(model="default").fit(X, y)
+    assert "default.fcmodel" in est.report_["plan"]["similarity"]
+    assert est.report_["plan"]["calibrate"] == "off"  # the release's constants with a model
+    assert np.array_equal(est.labels_, np.loadtxt(tmp_path / "out" / "pred_labels.meta", dtype=np.int64))
+    # the learned graph differs from the cosine one
+    nbrs, dists = facecluster.knn(X)
+    assert not np.allclose(est.knn_[1], dists)
+    assert est.report_["size_bins"]
