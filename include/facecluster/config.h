@@ -89,6 +89,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source);
 
 // Sets one key by its dotted name from a string value ("cluster_args.tau_start=0.9").
 void set_config_value(Config& c, const std::string& dotted_key, const std::string& value);
+// Applies "KEY=VALUE" overrides (the CLI's --set), in order.
+void apply_config_sets(Config& c, const std::vector<std::string>& sets);
 
 // Throws unless every listed dotted key was set to a non-empty value.
 void require_keys(const Config& c, const std::vector<std::string>& keys, const std::string& job);

@@ -264,6 +264,14 @@ void set_config_value(Config& c, const std::string& key, const std::string& valu
   c.keys_set.insert(key);
 }
 
+void apply_config_sets(Config& c, const std::vector<std::string>& sets) {
+  for (const auto& s : sets) {
+    const size_t eq = s.find('=');
+    FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s.substr(0, 80) << "'");
+    set_config_value(c, s.substr(0, eq), s.substr(eq + 1));
+  }
+}
+
 void require_keys(const Config& c, const std::vector<std::string>& keys, const std::string& job) {
   Config copy = c;
   for (const auto& key : keys) {

@@ -44,11 +44,7 @@ std::function<void()> add_train(CLI::App& app) {
   cmd->add_flag("--reload", a->reload, "resume from the latest checkpoint in work_dir (the config's reload: True)");
   return [a] {
     Config cfg = load_config(a->config);
-    for (const auto& s : a->sets) {
-      const size_t eq = s.find('=');
-      FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s.substr(0, 80) << "'");
-      set_config_value(cfg, s.substr(0, eq), s.substr(eq + 1));
-    }
+    apply_config_sets(cfg, a->sets);
     if (a->reload) cfg.reload = true;
     if (global_threads()) cfg.threads = static_cast<int>(*global_threads());
     require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");

@@ -71,6 +71,12 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split) {
   const size_t dot = key.find('.');
   const std::string block = dot == std::string::npos ? "" : key.substr(0, dot);
   const std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
+  // An eval config is the training config (as in the release): its training keys serve `train`.
+  static const std::set<std::string> train_keys = {"epochs", "start_epoch", "reload", "learning_rate", "weight_decay",
+                                                   "clip_max_norm", "batch_size", "seed", "save_interval",
+                                                   "print_interval", "inference_interval", "augment_rotation",
+                                                   "loss_list", "lambdas.pair", "train_knn_path"};
+  if (job == Job::Eval && (block == "dataset_args" || train_keys.count(key))) return true;
   if (block == "dataset_args" || block == "test_dataset_args") return block == split && split_keys.count(name);
   if (block == "density_args") return true;
   if (block == "cluster_args")
@@ -105,7 +111,7 @@ void check_writable_target(const std::string& path, const std::string& what, boo
                                                                 << " is not writable");
 }
 
-int resolve_threads(int64_t requested) {
+int plan_threads(int64_t requested) {
   FC_CHECK(requested >= 0 && requested <= 1024, "threads must be in [0, 1024] (0: all cores), got " << requested);
   if (requested > 0) return static_cast<int>(requested);
 #ifdef _OPENMP
@@ -177,7 +183,7 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   p.knn.hnsw_ef_construction = static_cast<int>(efc);
   p.knn.hnsw_ef_search = static_cast<int>(efs);
 
-  p.threads = resolve_threads(pick(req.threads, int64_t(cfg.threads)));
+  p.threads = plan_threads(pick(req.threads, int64_t(cfg.threads)));
   p.knn.threads = p.threads;
 }
 
@@ -192,11 +198,7 @@ RunPlan resolve_split(const Config& cfg, const DatasetArgs& ds, const std::strin
 RunPlan resolve_plan(Job job, const PlanRequest& req) {
   Config cfg;
   if (req.config) cfg = load_config(*req.config);
-  for (const auto& s : req.sets) {
-    const size_t eq = s.find('=');
-    FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s.substr(0, 80) << "'");
-    set_config_value(cfg, s.substr(0, eq), s.substr(eq + 1));
-  }
+  apply_config_sets(cfg, req.sets);
   RunPlan p;
   p.job = job;
 
