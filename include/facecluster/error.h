@@ -20,6 +20,25 @@ class Interrupted : public Error {
   Interrupted() : Error("interrupted") {}
 };
 
+// Raw input quoted in a message: printable ASCII only (others as \xNN), at most ~80 characters,
+// in single quotes. Binary bytes or a 1 MB line never reach the terminal.
+inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
+  static const char* hex = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (out.size() > max_chars) return out + "...' (" + std::to_string(s.size()) + " bytes)";
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out + "'";
+}
+
 }  // namespace facecluster
 
 // FC_CHECK(cond, "features file " << path << " has " << n << " bytes") throws facecluster::Error

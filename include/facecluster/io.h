@@ -5,6 +5,8 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "facecluster/types.h"
 
@@ -29,6 +31,7 @@ void check_finite_rows(const Matrix& m, const std::string& source);
 // One integer label per line.
 Labels read_labels(const std::string& path);
 void write_labels(const std::string& path, const Labels& labels);
+std::string format_labels(const Labels& labels);  // the .meta text
 
 // kNN cache: .npz with array `data` of shape (N, 2, k), float32 or float64. Rows are sorted by
 // distance on load; tiny negative distances (> -1e-3) are clamped to 0. expected_n < 0 skips
@@ -37,8 +40,23 @@ KnnGraph read_knn_npz(const std::string& path, int64_t expected_n = -1);
 void write_knn_npz(const std::string& path, const KnnGraph& g, bool compress = false);
 
 // Writes a file atomically: `fill` writes to the temporary path it is given; on success the
-// temporary file replaces `path`, on failure (exception) it is removed.
+// temporary file replaces `path`, on failure (exception or interrupt) it is removed. A target
+// that exists and is not a regular file (a folder, a device such as /dev/null) is refused.
+// Stale temporaries of this naming (<name>.tmp.<pid>.<hex>) left by a killed process are
+// removed from the folder first.
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& fill);
+
+// Writes several files as one set: every temporary is written first, then all are renamed, so a
+// failure or an interrupt while writing leaves the old set (or none) untouched.
+void write_text_files(const std::vector<std::pair<std::string, std::string>>& path_and_content);
+
+// Refuses (throws naming both) when `output` is the same file as one of the inputs, compared by
+// device and inode (links and other spellings of a path included). Inputs that do not exist
+// are skipped.
+struct NamedPath {
+  std::string what, path;
+};
+void check_not_an_input(const std::string& output, const std::vector<NamedPath>& inputs);
 
 // Text output helpers (atomic).
 void write_text_file(const std::string& path, const std::string& content);

@@ -58,7 +58,7 @@ enum class Precision { Fp32, Bf16 };
 inline Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::Fp32;
   if (name == "bf16") return Precision::Bf16;
-  throw Error("unknown precision '" + name + "'; expected fp32 or bf16");
+  throw Error("unknown precision " + quote_input(name) + "; expected fp32 or bf16");
 }
 inline const char* precision_name(Precision p) { return p == Precision::Fp32 ? "fp32" : "bf16"; }
 
@@ -96,6 +96,10 @@ struct EpochLog {
   bool validated = false;
   PairStats validation;
 };
+
+// Checks the training keys (epochs, batch_size, learning_rate, intervals, work_dir, loss_list)
+// before any data is read; train_model checks them again.
+void check_training_config(const Config& cfg);
 
 // Trains per the config (epochs, batch_size, learning_rate, weight_decay, clip_max_norm, seed,
 // save_interval, inference_interval, reload, work_dir). Checkpoints go to

@@ -42,8 +42,11 @@ std::string render_text(const ClusterReport& r);
 std::string render_json(const ClusterReport& r);
 std::string render_html(const ClusterReport& r);
 
-// Writes pred_labels.meta, density.txt, scores.json, scores.txt and report.html into `dir`
-// (created, with its parents when create_parents), each file atomically.
+// The files of a results folder: pred_labels.meta, density.txt, scores.json, scores.txt, report.html.
+const std::vector<std::string>& result_file_names();
+
+// Writes the results files into `dir` (created, with its parents when create_parents) as one
+// set: all are written before any replaces an old one.
 void write_results(const std::string& dir, const ClusterReport& r, bool create_parents = false);
 
 }  // namespace facecluster

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -135,18 +137,26 @@ bool parse_bool(std::string v, bool* out) {
 }
 
 void assign_scalar(Config& c, const std::string& key, const Field& f, const std::string& v, const std::string& source) {
-  auto bad = [&]() { FC_FAIL(source << ": key '" << key << "' must be " << type_name(f.type) << ", got '" << v << "'"); };
+  auto bad = [&]() { FC_FAIL(source << ": key " << quote_input(key) << " must be " << type_name(f.type) << ", got " << quote_input(v)); };
   void* p = f.ptr(c);
   switch (f.type) {
     case Type::Int:
     case Type::Int64: {
       char* end = nullptr;
+      errno = 0;
       long long x = std::strtoll(v.c_str(), &end, 10);
+      const bool overflow = errno == ERANGE;
       if (v.empty() || *end != '\0') {
         double d = std::strtod(v.c_str(), &end);  // 1e3 style integers
-        if (v.empty() || *end != '\0' || d != std::floor(d)) bad();
-        x = static_cast<long long>(d);
+        if (v.empty() || *end != '\0' || !std::isfinite(d) || d != std::floor(d)) bad();
+        if (std::fabs(d) > 9.0e18) x = d > 0 ? LLONG_MAX : LLONG_MIN;
+        else x = static_cast<long long>(d);
+      } else if (overflow) {
+        x = LLONG_MAX;
       }
+      const long long lo = f.type == Type::Int ? INT_MIN : LLONG_MIN, hi = f.type == Type::Int ? INT_MAX : LLONG_MAX;
+      FC_CHECK(x > lo && x < hi, source << ": key " << quote_input(key) << " is out of range: " << quote_input(v)
+                                        << " (integers up to " << (f.type == Type::Int ? "2^31" : "2^63") << ")");
       if (f.type == Type::Int) *static_cast<int*>(p) = static_cast<int>(x);
       else *static_cast<int64_t*>(p) = x;
       break;
@@ -154,7 +164,7 @@ void assign_scalar(Config& c, const std::string& key, const Field& f, const std:
     case Type::Double: {
       char* end = nullptr;
       double x = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0') bad();
+      if (v.empty() || *end != '\0' || std::isnan(x)) bad();
       *static_cast<double*>(p) = x;
       break;
     }
@@ -174,33 +184,36 @@ void assign_scalar(Config& c, const std::string& key, const Field& f, const std:
 }
 
 void walk(Config& c, const YAML::Node& node, const std::string& prefix, const std::string& source) {
+  std::set<std::string> seen;
   for (const auto& kv : node) {
     const std::string name = kv.first.as<std::string>();
+    FC_CHECK(seen.insert(name).second, source << ": key " << quote_input(prefix.empty() ? name : prefix + "." + name)
+                                              << " is given twice (line " << kv.first.Mark().line + 1 << ")");
     const std::string key = prefix.empty() ? name : prefix + "." + name;
     const YAML::Node& v = kv.second;
     const auto& t = fields();
     auto it = t.find(key);
     if (it == t.end()) {
-      FC_CHECK(is_block(key), source << ": unknown key '" << key << "'");
+      FC_CHECK(is_block(key), source << ": unknown key " << quote_input(key));
       if (v.IsNull()) continue;
-      FC_CHECK(v.IsMap(), source << ": key '" << key << "' must be a block of keys");
+      FC_CHECK(v.IsMap(), source << ": key " << quote_input(key) << " must be a block of keys");
       walk(c, v, key, source);
       continue;
     }
     if (v.IsNull()) continue;  // "key:" with no value keeps the default
     c.keys_set.insert(key);
     if (it->second.type == Type::StringList) {
-      FC_CHECK(v.IsSequence() || v.IsScalar(), source << ": key '" << key << "' must be " << type_name(it->second.type));
+      FC_CHECK(v.IsSequence() || v.IsScalar(), source << ": key " << quote_input(key) << " must be " << type_name(it->second.type));
       auto* list = static_cast<std::vector<std::string>*>(it->second.ptr(c));
       list->clear();
       if (v.IsScalar()) list->push_back(v.Scalar());
       for (const auto& item : v) {
-        FC_CHECK(item.IsScalar(), source << ": key '" << key << "' must be " << type_name(it->second.type));
+        FC_CHECK(item.IsScalar(), source << ": key " << quote_input(key) << " must be " << type_name(it->second.type));
         list->push_back(item.Scalar());
       }
       continue;
     }
-    FC_CHECK(v.IsScalar(), source << ": key '" << key << "' must be " << type_name(it->second.type) << ", got a "
+    FC_CHECK(v.IsScalar(), source << ": key " << quote_input(key) << " must be " << type_name(it->second.type) << ", got a "
                                   << (v.IsMap() ? "block" : "list"));
     assign_scalar(c, key, it->second, v.Scalar(), source);
   }
@@ -259,7 +272,7 @@ Config load_config(const std::string& path) {
 void set_config_value(Config& c, const std::string& key, const std::string& value) {
   const auto& t = fields();
   auto it = t.find(key);
-  FC_CHECK(it != t.end(), "unknown config key '" << key << "'");
+  FC_CHECK(it != t.end(), "unknown config key " << quote_input(key));
   assign_scalar(c, key, it->second, value, "--set " + key);
   c.keys_set.insert(key);
 }
@@ -267,7 +280,7 @@ void set_config_value(Config& c, const std::string& key, const std::string& valu
 void apply_config_sets(Config& c, const std::vector<std::string>& sets) {
   for (const auto& s : sets) {
     const size_t eq = s.find('=');
-    FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got '" << s.substr(0, 80) << "'");
+    FC_CHECK(eq != std::string::npos, "--set needs KEY=VALUE, got " << quote_input(s));
     set_config_value(c, s.substr(0, eq), s.substr(eq + 1));
   }
 }
@@ -278,7 +291,7 @@ void require_keys(const Config& c, const std::vector<std::string>& keys, const s
     auto it = fields().find(key);
     FC_CHECK(it != fields().end(), "internal: unknown required key " << key);
     FC_CHECK(!value_string(copy, key, it->second).empty(),
-             (c.source.empty() ? std::string("config") : c.source) << ": " << job << " needs key '" << key << "'");
+             (c.source.empty() ? std::string("config") : c.source) << ": " << job << " needs key " << quote_input(key));
   }
 }
 

@@ -34,6 +34,7 @@ std::function<void()> add_knn(CLI::App& app) {
     FC_CHECK(a->recall_sample >= 0, "--recall-sample must be >= 0, got " << a->recall_sample);
     const RunPlan plan = resolve_plan(Job::Cluster, a->req);
     check_parent_dir(a->out);
+    check_not_an_input(a->out, {{"features", plan.features}});
     Matrix x;
     {
       StageTimer t("read " + a->features);

@@ -23,6 +23,8 @@ struct Split {
 Split load_split(const Config& cfg, const DatasetArgs& ds, const std::string& knn_fallback, const std::string& what) {
   FC_CHECK(!ds.label_path.empty(), what << ": label_path is required (pair labels come from identities)");
   const RunPlan plan = resolve_split(cfg, ds, knn_fallback, what);
+  if (!plan.knn_cache.empty() && plan.rebuild_knn)
+    check_not_an_input(plan.knn_cache, {{"features", plan.features}, {"labels", plan.labels}});
   Split s;
   s.data = read_split(plan);
   s.g = knn_graph_for(plan, s.data.x);
@@ -48,6 +50,7 @@ std::function<void()> add_train(CLI::App& app) {
     if (a->reload) cfg.reload = true;
     if (global_threads()) cfg.threads = static_cast<int>(*global_threads());
     require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");
+    check_training_config(cfg);  // before the kNN caches are built
     Split train = load_split(cfg, cfg.dataset_args, cfg.train_knn_path, a->config + ": dataset_args");
     std::unique_ptr<Split> val;
     const DatasetArgs& vd = cfg.test_dataset_args;
@@ -90,6 +93,7 @@ std::function<void()> add_export(CLI::App& app) {
   cmd->add_option("out", a->out, "model file to write")->required();
   return [a] {
     check_parent_dir(a->out);
+    check_not_an_input(a->out, {{"checkpoint", a->checkpoint}});
     PairModel m = PairModel::load(a->checkpoint);
     m.save_weights(a->out);
     std::printf("wrote %s (%s, %lld parameters, %d epoch(s))\n", a->out.c_str(), m.spec().describe().c_str(),

@@ -1,5 +1,7 @@
 #include <csignal>
 #include <cstdio>
+#include <new>
+#include <string>
 #include <map>
 #include <optional>
 #include <vector>
@@ -10,9 +12,23 @@
 #include "facecluster/log.h"
 
 namespace {
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_sigint(int) { g_interrupted = 1; }
-bool interrupted() { return g_interrupted != 0; }
+// The signal that asked to stop (SIGINT or SIGTERM), 0 while none did. Long loops see it through
+// the interrupt hook, stop, and remove what they were writing.
+volatile std::sig_atomic_t g_signal = 0;
+void on_stop_signal(int sig) { g_signal = sig; }
+bool interrupted() { return g_signal != 0; }
+int interrupted_exit_code() { return 128 + (g_signal ? int(g_signal) : SIGINT); }  // 130 or 143
+
+// One line, printable, at most ~200 characters: a parse error may quote raw input.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n' || c == '\r') break;
+    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    if (out.size() >= 200) return out + "...";
+  }
+  return out;
+}
 }  // namespace
 
 namespace facecluster::cli {
@@ -44,19 +60,29 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "facecluster: error: %s (see --help)\n", one_line(e.what()).c_str());
+    return 1;
   }
   facecluster::set_log_level(quiet ? 0 : 1);
-  std::signal(SIGINT, on_sigint);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   facecluster::set_interrupt_hook(&interrupted);
   try {
     for (auto* sub : app.get_subcommands()) runs.at(sub)();
   } catch (const facecluster::Interrupted&) {
     std::fprintf(stderr, "facecluster: interrupted\n");
-    return 130;
+    return interrupted_exit_code();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "facecluster: error: out of memory (the input is too large for this machine)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "facecluster: error: %s\n", e.what());
     return 1;
+  }
+  if (interrupted()) {  // a signal after the last check: the run did not finish as asked
+    std::fprintf(stderr, "facecluster: interrupted\n");
+    return interrupted_exit_code();
   }
   return 0;
 }

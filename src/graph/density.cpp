@@ -132,7 +132,7 @@ std::vector<double> compute_density(const KnnGraph& g, const GraphParams& p) {
 Density parse_density(const std::string& name) {
   if (name == "approximate_NDDe") return Density::OneStep;
   if (name == "NDDe") return Density::Full;
-  FC_FAIL("unknown density '" << name << "'; expected approximate_NDDe or NDDe");
+  FC_FAIL("unknown density " << quote_input(name) << "; expected approximate_NDDe or NDDe");
 }
 
 const char* density_name(Density d) { return d == Density::OneStep ? "approximate_NDDe" : "NDDe"; }

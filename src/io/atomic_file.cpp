@@ -1,4 +1,8 @@
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <cstdio>
 #include <filesystem>
@@ -8,6 +12,7 @@
 
 #include "facecluster/error.h"
 #include "facecluster/io.h"
+#include "facecluster/log.h"
 
 namespace facecluster {
 namespace fs = std::filesystem;
@@ -20,24 +25,111 @@ void check_parent_dir(const std::string& path) {
   FC_CHECK(fs::is_directory(parent), "cannot write " << path << ": folder " << parent.string() << " does not exist");
 }
 
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& fill) {
+namespace {
+
+void check_target(const std::string& path) {
   check_parent_dir(path);
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st))
+    FC_CHECK(fs::is_regular_file(st), "cannot write " << path << ": it exists and is "
+                                                      << (fs::is_directory(st) ? "a folder" : "not a regular file")
+                                                      << "; give a file path");
+}
+
+// Removes <name>.tmp.<pid>.<hex> files in the target's folder whose process is gone.
+void sweep_stale_temporaries(const std::string& path) {
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  const std::string prefix = p.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    char* rest = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &rest, 10);
+    if (pid <= 0 || *rest != '.') continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+    }
+  }
+}
+
+std::string temporary_for(const std::string& path) {
   std::random_device rd;
   std::ostringstream tmp;
   tmp << path << ".tmp." << ::getpid() << "." << std::hex << rd();
-  const std::string tmp_path = tmp.str();
+  return tmp.str();
+}
+
+void remove_all(const std::vector<std::string>& paths) {
+  for (const auto& t : paths) {
+    std::error_code ec;
+    fs::remove(t, ec);
+  }
+}
+
+}  // namespace
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& fill) {
+  check_target(path);
+  sweep_stale_temporaries(path);
+  const std::string tmp_path = temporary_for(path);
   try {
     fill(tmp_path);
+    check_interrupt();  // a Ctrl-C or SIGTERM during the write: keep the old file
   } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp_path, ec);
+    remove_all({tmp_path});
     throw;
   }
   std::error_code ec;
   fs::rename(tmp_path, path, ec);
   if (ec) {
-    fs::remove(tmp_path, ec);
-    FC_FAIL("cannot write " << path << ": rename failed (" << ec.message() << ")");
+    const std::string why = ec.message();
+    remove_all({tmp_path});
+    FC_FAIL("cannot write " << path << ": rename failed (" << why << ")");
+  }
+}
+
+void write_text_files(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<std::string> temps;
+  try {
+    for (const auto& [path, content] : files) {
+      check_target(path);
+      sweep_stale_temporaries(path);
+      temps.push_back(temporary_for(path));
+      std::ofstream out(temps.back(), std::ios::binary);
+      FC_CHECK(out, "cannot open " << temps.back() << " for writing");
+      out << content;
+      out.close();
+      FC_CHECK(out, "write to " << path << " failed (disk full or file too large?)");
+    }
+    check_interrupt();
+  } catch (...) {
+    remove_all(temps);
+    throw;
+  }
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    fs::rename(temps[i], files[i].first, ec);
+    if (ec) {
+      const std::string why = ec.message();
+      remove_all(std::vector<std::string>(temps.begin() + static_cast<std::ptrdiff_t>(i), temps.end()));
+      FC_FAIL("cannot write " << files[i].first << ": rename failed (" << why << ")");
+    }
+  }
+}
+
+void check_not_an_input(const std::string& output, const std::vector<NamedPath>& inputs) {
+  std::error_code ec;
+  if (!fs::exists(output, ec)) return;
+  for (const auto& in : inputs) {
+    if (in.path.empty()) continue;
+    std::error_code e2;
+    if (fs::exists(in.path, e2) && fs::equivalent(output, in.path, e2))
+      FC_FAIL("refusing to write " << output << ": it is the " << in.what << " " << in.path
+                                   << " given as input (inputs are never overwritten); choose another output path");
   }
 }
 

@@ -109,6 +109,9 @@ void check_finite_rows(const Matrix& m, const std::string& source) {
       ss += double(r[c]) * r[c];
     }
     FC_CHECK(ss > 0, source << ": row " << i << " is all zeros and has no direction");
+    // Below this the float32 values are denormal: too few bits survive to give a direction.
+    FC_CHECK(std::sqrt(ss) >= 1e-30, source << ": row " << i << " has norm " << std::sqrt(ss)
+                                            << ", too small to normalise in float32 (at least 1e-30 is needed)");
   }
 }
 
@@ -119,8 +122,8 @@ void normalize_rows(Matrix& m, const std::string& source) {
     float* r = m.row(i);
     double ss = 0;
     for (int64_t c = 0; c < m.cols; ++c) ss += double(r[c]) * r[c];
-    const float inv = static_cast<float>(1.0 / std::sqrt(ss));
-    for (int64_t c = 0; c < m.cols; ++c) r[c] *= inv;
+    const double inv = 1.0 / std::sqrt(ss);  // in double: 1/norm may not fit a float
+    for (int64_t c = 0; c < m.cols; ++c) r[c] = static_cast<float>(double(r[c]) * inv);
   }
 }
 

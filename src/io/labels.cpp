@@ -33,21 +33,23 @@ Labels read_labels(const std::string& path) {
     char* endp = nullptr;
     long long v = std::strtoll(tok.c_str(), &endp, 10);
     FC_CHECK(errno == 0 && endp == tok.c_str() + tok.size(),
-             "labels file " << path << ": line " << line_no << " is not an integer: '" << tok << "'");
+             "labels file " << path << ": line " << line_no << " is not an integer: " << quote_input(tok));
     labels.push_back(v);
   }
   FC_CHECK(!labels.empty(), "labels file " << path << " is empty");
   return labels;
 }
 
-void write_labels(const std::string& path, const Labels& labels) {
+std::string format_labels(const Labels& labels) {
   std::string out;
   out.reserve(labels.size() * 6);
   for (int64_t v : labels) {
     out += std::to_string(v);
     out.push_back('\n');
   }
-  write_text_file(path, out);
+  return out;
 }
+
+void write_labels(const std::string& path, const Labels& labels) { write_text_file(path, format_labels(labels)); }
 
 }  // namespace facecluster

@@ -12,7 +12,7 @@ namespace {
 std::string dict_value(const std::string& dict, const std::string& key, const std::string& source) {
   const std::string pat = "'" + key + "'";
   size_t p = dict.find(pat);
-  FC_CHECK(p != std::string::npos, source << ": .npy header has no '" << key << "' entry");
+  FC_CHECK(p != std::string::npos, source << ": .npy header has no " << quote_input(key) << " entry");
   p = dict.find(':', p + pat.size());
   FC_CHECK(p != std::string::npos, source << ": malformed .npy header");
   ++p;
@@ -54,14 +54,14 @@ NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& so
   std::string descr = dict_value(dict, "descr", source);
   // strip quotes
   if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"')) descr = descr.substr(1, descr.size() - 2);
-  FC_CHECK(descr.size() >= 3, source << ": unsupported dtype '" << descr << "'");
+  FC_CHECK(descr.size() >= 3, source << ": unsupported dtype " << quote_input(descr));
   const char order = descr[0];
   FC_CHECK(order == '<' || order == '|' || order == '=',
-           source << ": big-endian arrays are not supported (dtype '" << descr << "')");
+           source << ": big-endian arrays are not supported (dtype " << quote_input(descr) << ")");
   h.kind = descr[1];
   h.word = std::atoi(descr.c_str() + 2);
   FC_CHECK((h.kind == 'f' || h.kind == 'i' || h.kind == 'u') && h.word > 0,
-           source << ": unsupported dtype '" << descr << "'");
+           source << ": unsupported dtype " << quote_input(descr));
   const std::string fortran = dict_value(dict, "fortran_order", source);
   h.fortran = fortran.find("True") != std::string::npos;
   FC_CHECK(!h.fortran, source << ": Fortran-order arrays are not supported; save with np.ascontiguousarray");
@@ -72,12 +72,14 @@ NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& so
   std::stringstream ss(inner);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    size_t a = item.find_first_not_of(" L");
-    if (a == std::string::npos) continue;
-    char* endp = nullptr;
-    long long v = std::strtoll(item.c_str() + a, &endp, 10);
-    FC_CHECK(endp != item.c_str() + a && v >= 0, source << ": malformed shape " << shape << " in .npy header");
-    h.shape.push_back(v);
+    const size_t a = item.find_first_not_of(' ');
+    if (a == std::string::npos) continue;  // the empty item after a 1-tuple's comma
+    size_t b = item.find_last_not_of(' ');
+    if (item[b] == 'L') --b;  // Python 2 long
+    const std::string digits = item.substr(a, b + 1 - a);
+    FC_CHECK(!digits.empty() && digits.size() <= 15 && digits.find_first_not_of("0123456789") == std::string::npos,
+             source << ": malformed shape " << quote_input(shape) << " in .npy header");
+    h.shape.push_back(std::stoll(digits));
   }
   return h;
 }

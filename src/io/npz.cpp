@@ -149,6 +149,9 @@ KnnGraph read_knn_npz(const std::string& path, int64_t expected_n) {
         float dv = dist_in[j];
         if (nb[j] < 0) dv = std::numeric_limits<float>::infinity();
         FC_CHECK(!std::isnan(dv), "kNN cache " << path << ": row " << i << " neighbour " << j << " has a NaN distance");
+        FC_CHECK(nb[j] < 0 || (std::isfinite(dv) && dv <= 2.001f),
+                 "kNN cache " << path << ": row " << i << " neighbour " << j << " has distance " << dv
+                              << ", outside [0, 2] (distances are 1 - cosine similarity)");
         FC_CHECK(dv > -1e-3f, "kNN cache " << path << ": row " << i << " neighbour " << j << " has negative distance "
                                            << dv);
         d[j] = dv < 0 ? 0.f : dv;
@@ -156,6 +159,12 @@ KnnGraph read_knn_npz(const std::string& path, int64_t expected_n) {
       sort_row(nb, d, static_cast<int>(k), perm, tn, td);
     }
   }
+  // Reading on to the end makes libzip compare the entry's CRC-32 with its content.
+  char extra = 0;
+  const zip_int64_t more = zip_fread(f.get(), &extra, 1);
+  FC_CHECK(more >= 0, "kNN cache " << path << " is corrupt: array 'data' fails its checksum ("
+                                   << zip_file_strerror(f.get()) << ")");
+  FC_CHECK(more == 0, "kNN cache " << path << ": array 'data' holds more bytes than its shape says");
   return g;
 }
 

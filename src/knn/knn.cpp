@@ -99,7 +99,7 @@ KnnIndex parse_knn_index(const std::string& name) {
   if (name == "flat") return KnnIndex::Flat;
   if (name == "ivf") return KnnIndex::Ivf;
   if (name == "hnsw") return KnnIndex::Hnsw;
-  FC_FAIL("unknown knn index '" << name << "'; expected flat, ivf, hnsw");
+  FC_FAIL("unknown knn index " << quote_input(name) << "; expected flat, ivf, hnsw");
 }
 
 const char* knn_index_name(KnnIndex i) {
@@ -128,7 +128,8 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
   std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);
   {
     StageTimer timer(std::string("knn add (") + knn_index_name(o.index) + ")");
-    const int64_t chunk = 65536;
+    // HNSW inserts slowly (seconds per 65K rows): smaller chunks keep Ctrl-C responsive.
+    const int64_t chunk = o.index == KnnIndex::Hnsw ? 8192 : 65536;
     Progress prog("knn add", x.rows);
     for (int64_t s = 0; s < x.rows; s += chunk) {
       check_interrupt();

@@ -97,7 +97,7 @@ PairNetImpl::PairNetImpl(const ModelSpec& s) : spec(s) {
            "model: d_model (" << s.d_model << ") must be a multiple of nhead (" << s.nhead << ")");
   FC_CHECK(s.k >= 2 && s.num_layers >= 1 && s.dim_feedforward >= 1, "model: bad architecture (" << s.describe() << ")");
   FC_CHECK(s.dropout >= 0 && s.dropout < 1, "model: dropout must be in [0, 1), got " << s.dropout);
-  FC_CHECK(s.activation == "relu" || s.activation == "gelu", "model: activation must be relu or gelu, got '" << s.activation << "'");
+  FC_CHECK(s.activation == "relu" || s.activation == "gelu", "model: activation must be relu or gelu, got " << quote_input(s.activation));
   if (s.in_dim != s.d_model) input_proj = register_module("input_proj", torch::nn::Linear(s.in_dim, s.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int i = 0; i < s.num_layers; ++i) layers->push_back(EncoderLayer(s));

@@ -49,16 +49,24 @@ std::string format_log(const std::vector<EpochLog>& logs) {
 
 }  // namespace
 
-std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,
-                                  const TrainSplit* val) {
-  check_split(train, spec, "training split");
-  if (val) check_split(*val, spec, "validation split");
+void check_training_config(const Config& cfg) {
+  for (const auto& loss : cfg.loss_list)
+    FC_CHECK(loss == "pair", cfg.source << ": unknown loss " << quote_input(loss) << " in loss_list; expected pair");
+  FC_CHECK(!cfg.loss_list.empty(), cfg.source << ": loss_list is empty; expected [pair]");
+  FC_CHECK(cfg.weight_decay >= 0, cfg.source << ": weight_decay must be >= 0, got " << cfg.weight_decay);
   FC_CHECK(cfg.batch_size >= 1, cfg.source << ": batch_size must be >= 1, got " << cfg.batch_size);
   FC_CHECK(cfg.epochs >= 1, cfg.source << ": epochs must be >= 1, got " << cfg.epochs);
   FC_CHECK(cfg.learning_rate > 0, cfg.source << ": learning_rate must be > 0, got " << cfg.learning_rate);
   FC_CHECK(cfg.save_interval >= 1 && cfg.inference_interval >= 1 && cfg.print_interval >= 1,
            cfg.source << ": save_interval, inference_interval and print_interval must be >= 1");
   FC_CHECK(!cfg.work_dir.empty(), cfg.source << ": work_dir is required for training");
+}
+
+std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,
+                                  const TrainSplit* val) {
+  check_split(train, spec, "training split");
+  if (val) check_split(*val, spec, "validation split");
+  check_training_config(cfg);
   fs::create_directories(cfg.work_dir);
   model::TorchThreads threads(cfg.threads);
 

@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include "facecluster/error.h"
+#include "facecluster/io.h"
+#include "facecluster/report.h"
 #include "facecluster/log.h"
 
 namespace facecluster {
@@ -23,14 +25,14 @@ namespace fs = std::filesystem;
 CalibrateMode parse_calibrate(const std::string& name) {
   if (name == "auto") return CalibrateMode::Auto;
   if (name == "off") return CalibrateMode::Off;
-  FC_FAIL("unknown calibrate '" << name << "'; expected auto or off (or default: auto without a model, off with one)");
+  FC_FAIL("unknown calibrate " << quote_input(name) << "; expected auto or off (or default: auto without a model, off with one)");
 }
 const char* calibrate_name(CalibrateMode m) { return m == CalibrateMode::Auto ? "auto" : "off"; }
 
 SelectBy parse_select_by(const std::string& name) {
   if (name == "pairwise") return SelectBy::Pairwise;
   if (name == "bcubed") return SelectBy::BCubed;
-  FC_FAIL("unknown select_by '" << name << "'; expected pairwise or bcubed");
+  FC_FAIL("unknown select_by " << quote_input(name) << "; expected pairwise or bcubed");
 }
 const char* select_by_name(SelectBy s) { return s == SelectBy::Pairwise ? "pairwise" : "bcubed"; }
 
@@ -44,7 +46,7 @@ std::vector<double> tau_linspace(double start, double end, int64_t count) {
 }
 
 std::vector<double> parse_tau_range(const std::string& text) {
-  auto bad = [&]() { FC_FAIL("--tau-range must be START:END:COUNT (numpy.linspace), got '" << text.substr(0, 80) << "'"); };
+  auto bad = [&]() { FC_FAIL("--tau-range must be START:END:COUNT (numpy.linspace), got " << quote_input(text)); };
   std::vector<std::string> parts;
   std::stringstream ss(text);
   std::string item;
@@ -272,6 +274,8 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   // release's single tau applies only with calibration off.
   const ClusterArgs& ca = cfg.cluster_args;
   p.select_by = parse_select_by(pick(req.select_by, ca.select_by));
+  // The config's tau keys are checked even when they are not used: a typo should not wait.
+  const std::vector<double> config_taus = tau_linspace(ca.tau_start, ca.tau_end, ca.tau_step);
   std::vector<std::string> ignored;
   if (req.taus) {
     FC_CHECK(!req.taus->empty(), "tau list is empty");
@@ -280,13 +284,12 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     p.tau_automatic = false;
     for (const char* key : {"cluster_args.tau_start", "cluster_args.tau_end", "cluster_args.tau_step"})
       if (cfg.keys_set.count(key)) ignored.push_back(std::string(key) + " (a tau was given)");
-  } else if (p.calibrate == CalibrateMode::Auto && ca.tau_step <= 1) {
-    FC_CHECK(ca.tau_step >= 1, "cluster_args.tau_step is the number of tau values and must be >= 1, got " << ca.tau_step);
+  } else if (p.calibrate == CalibrateMode::Auto && ca.tau_step == 1) {
     p.tau_automatic = true;
     for (const char* key : {"cluster_args.tau_start", "cluster_args.tau_end", "cluster_args.tau_step"})
       if (cfg.keys_set.count(key)) ignored.push_back(std::string(key) + " (calibrate auto chooses tau; give tau_step > 1 for a sweep, or calibrate: off)");
   } else {
-    p.taus = tau_linspace(ca.tau_start, ca.tau_end, ca.tau_step);
+    p.taus = config_taus;
     p.tau_automatic = false;
   }
   const int64_t bins = pick(req.bins, int64_t(5));
@@ -302,6 +305,22 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     std::error_code ec;
     if (fs::exists(p.out_dir, ec)) FC_CHECK(fs::is_directory(p.out_dir, ec), "output path " << p.out_dir << " exists and is not a folder");
     check_writable_target(p.out_dir, "results to", default_out);
+  }
+
+  if (p.knn.index == KnnIndex::Hnsw && p.threads > 1)
+    p.warnings.push_back("hnsw with " + std::to_string(p.threads) +
+                         " threads inserts in a different order each run, so the graph and the labels can differ "
+                         "between runs; --threads 1 makes them reproducible (flat and ivf are)");
+
+  // Inputs are never overwritten: no output may be one of them.
+  {
+    std::error_code ec;
+    const bool cache_is_read = !p.knn_cache.empty() && fs::exists(p.knn_cache, ec) && !p.rebuild_knn;
+    std::vector<NamedPath> inputs = {{"features", p.features}, {"labels", p.labels}, {"model", p.model}};
+    if (!cache_is_read && !p.knn_cache.empty()) check_not_an_input(p.knn_cache, inputs);
+    if (cache_is_read) inputs.push_back({"kNN cache", p.knn_cache});
+    if (!p.out_dir.empty())
+      for (const auto& name : result_file_names()) check_not_an_input((fs::path(p.out_dir) / name).string(), inputs);
   }
 
   // Keys accepted from the config that change nothing in this job.
@@ -431,7 +450,7 @@ void set_parameter(PlanRequest& r, const std::string& name, const ParamValue& v)
       {"threads", [&] { r.threads = integer(); }},
   };
   auto it = setters.find(name);
-  FC_CHECK(it != setters.end(), "unknown parameter '" << name << "'");
+  FC_CHECK(it != setters.end(), "unknown parameter " << quote_input(name));
   it->second();
 }
 

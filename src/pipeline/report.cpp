@@ -402,7 +402,6 @@ void write_results(const std::string& dir, const ClusterReport& r, bool create_p
     fs::create_directory(d);
   }
   FC_CHECK(fs::is_directory(d), "output path " << dir << " exists and is not a folder");
-  write_labels((d / "pred_labels.meta").string(), r.labels);
   std::string dens;
   dens.reserve(r.density.size() * 12);
   char buf[64];
@@ -410,10 +409,17 @@ void write_results(const std::string& dir, const ClusterReport& r, bool create_p
     std::snprintf(buf, sizeof buf, "%.8g\n", v);
     dens += buf;
   }
-  write_text_file((d / "density.txt").string(), dens);
-  write_text_file((d / "scores.json").string(), render_json(r));
-  write_text_file((d / "scores.txt").string(), render_text(r));
-  write_text_file((d / "report.html").string(), render_html(r));
+  const auto& names = result_file_names();
+  const std::vector<std::string> contents = {format_labels(r.labels), dens, render_json(r), render_text(r), render_html(r)};
+  std::vector<std::pair<std::string, std::string>> files;
+  for (size_t i = 0; i < names.size(); ++i) files.emplace_back((d / names[i]).string(), contents[i]);
+  write_text_files(files);
+}
+
+const std::vector<std::string>& result_file_names() {
+  static const std::vector<std::string> names = {"pred_labels.meta", "density.txt", "scores.json", "scores.txt",
+                                                 "report.html"};
+  return names;
 }
 
 }  // namespace facecluster

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include "facecluster/synth.h"
 
 #include <algorithm>
@@ -87,7 +89,19 @@ std::vector<int64_t> identity_sizes(const SynthOptions& opt, int64_t ids, std::m
 
 SynthData make_synthetic(const SynthOptions& opt) {
   FC_CHECK(opt.n >= 1, "synth: number of faces must be >= 1, got " << opt.n);
-  FC_CHECK(opt.dim >= 1, "synth: dimension must be >= 1, got " << opt.dim);
+  FC_CHECK(opt.dim >= 1 && opt.dim <= 65536, "synth: dimension must be in [1, 65536], got " << opt.dim);
+  FC_CHECK(opt.n < (int64_t{1} << 31), "synth: at most 2^31 - 1 faces, got " << opt.n);
+  {
+    const double need = double(opt.n) * double(opt.dim) * 4.0 * 2.0;  // the features and one working copy
+    const double have = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
+    FC_CHECK(have <= 0 || need < have, "synth: " << opt.n << " x " << opt.dim << " faces need about " << need / (1 << 30)
+                                                 << " GiB; this machine has " << have / (1 << 30) << " GiB");
+  }
+  for (const auto& [name, share] : {std::pair<const char*, double>{"small_share", opt.small_share},
+                                    {"two_mode_share", opt.two_mode_share},
+                                    {"near_dup_share", opt.near_dup_share},
+                                    {"mislabel_share", opt.mislabel_share}})
+    FC_CHECK(share >= 0 && share <= 1, "synth: " << name << " is a share and must be in [0, 1], got " << share);
   FC_CHECK(opt.cos_min > 0 && opt.cos_max < 1 && opt.cos_min <= opt.cos_max,
            "synth: need 0 < cos_min <= cos_max < 1, got " << opt.cos_min << " and " << opt.cos_max);
   FC_CHECK(opt.max_size >= 1, "synth: max_size must be >= 1");
@@ -176,10 +190,10 @@ void apply_cosine_map(Matrix& m, const std::string& spec, uint64_t seed) {
     if (colon != std::string::npos) {
       char* end = nullptr;
       v = std::strtod(part.c_str() + colon + 1, &end);
-      FC_CHECK(end && *end == '\0', "cosine map '" << part << "': the value is not a number");
+      FC_CHECK(end && *end == '\0', "cosine map " << quote_input(part) << ": the value is not a number");
     }
     if (kind == "offset") {
-      FC_CHECK(colon != std::string::npos && v > 0 && v < 1, "cosine map '" << part << "': offset needs 0 < A < 1");
+      FC_CHECK(colon != std::string::npos && v > 0 && v < 1, "cosine map " << quote_input(part) << ": offset needs 0 < A < 1");
       Matrix out(m.rows, m.cols + 1);
       const float a = static_cast<float>(std::sqrt(1 - v)), b = static_cast<float>(std::sqrt(v));
       for (int64_t i = 0; i < m.rows; ++i) {
@@ -188,7 +202,7 @@ void apply_cosine_map(Matrix& m, const std::string& spec, uint64_t seed) {
       }
       m = std::move(out);
     } else if (kind == "noise") {
-      FC_CHECK(colon != std::string::npos && v > 0, "cosine map '" << part << "': noise needs S > 0");
+      FC_CHECK(colon != std::string::npos && v > 0, "cosine map " << quote_input(part) << ": noise needs S > 0");
       const int64_t extra = m.cols;
       Matrix out(m.rows, m.cols + extra);
       const float scale = static_cast<float>(v / std::sqrt(double(extra)));
@@ -211,7 +225,7 @@ void apply_cosine_map(Matrix& m, const std::string& spec, uint64_t seed) {
       }
       m = std::move(out);
     } else {
-      FC_FAIL("unknown cosine map '" << part << "'; expected none, offset:A or noise:S");
+      FC_FAIL("unknown cosine map " << quote_input(part) << "; expected none, offset:A or noise:S");
     }
   }
 }

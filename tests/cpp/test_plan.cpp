@@ -63,10 +63,18 @@ TEST(Plan, DefaultsAreTheReleasesAndTrainingFree) {
   EXPECT_EQ(p.knn.threads, p.threads);
   // The parameter table (what Python shows as defaults) agrees with the plan.
   for (const auto& param : run_parameters()) {
-    if (param.name == "k") EXPECT_EQ(std::get<int64_t>(param.default_value), p.knn.k);
-    if (param.name == "ndde_sigma") EXPECT_EQ(std::get<double>(param.default_value), p.graph.ndde_sigma);
-    if (param.name == "max_conn") EXPECT_EQ(std::get<int64_t>(param.default_value), p.graph.max_conn);
-    if (param.name == "bins") EXPECT_EQ(std::get<int64_t>(param.default_value), p.bins);
+    if (param.name == "k") {
+      EXPECT_EQ(std::get<int64_t>(param.default_value), p.knn.k);
+    }
+    if (param.name == "ndde_sigma") {
+      EXPECT_EQ(std::get<double>(param.default_value), p.graph.ndde_sigma);
+    }
+    if (param.name == "max_conn") {
+      EXPECT_EQ(std::get<int64_t>(param.default_value), p.graph.max_conn);
+    }
+    if (param.name == "bins") {
+      EXPECT_EQ(std::get<int64_t>(param.default_value), p.bins);
+    }
   }
   // Calibration off: the release's single tau 0.7.
   r.calibrate = "off";
@@ -88,10 +96,15 @@ TEST(Plan, FlagsOverrideTheConfigAndUnusedKeysAreNamed) {
   EXPECT_EQ(p.knn.index, KnnIndex::Hnsw);
   EXPECT_EQ(p.feature_dim, 4);
   EXPECT_EQ(p.out_dir, dir.file("work") + "/results");
-  ASSERT_EQ(p.warnings.size(), 1u);
+  auto unused_keys = [](const RunPlan& plan) {
+    for (const auto& w : plan.warnings)
+      if (w.find("keys with no effect") != std::string::npos) return w;
+    return std::string();
+  };
+  const std::string unused = unused_keys(p);
   for (const char* key : {"workers", "cluster_args.compute_size", "cluster_args.tau_start", "cluster_args.tau_step"})
-    EXPECT_NE(p.warnings[0].find(key), std::string::npos) << key << " in " << p.warnings[0];
-  EXPECT_EQ(p.warnings[0].find("knn_index"), std::string::npos) << p.warnings[0];
+    EXPECT_NE(unused.find(key), std::string::npos) << key << " in " << unused;
+  EXPECT_EQ(unused.find("knn_index"), std::string::npos) << unused;
   r.index = "flat";  // --index flat wins over the config's hnsw
   r.out_dir = "res";  // a bare folder name is fine
   p = resolve_plan(Job::Cluster, r);
@@ -101,7 +114,7 @@ TEST(Plan, FlagsOverrideTheConfigAndUnusedKeysAreNamed) {
   r.calibrate = "off";
   p = resolve_plan(Job::Cluster, r);
   EXPECT_EQ(p.taus, std::vector<double>{0.7});
-  EXPECT_EQ(p.warnings[0].find("tau_start"), std::string::npos) << p.warnings[0];
+  EXPECT_EQ(unused_keys(p).find("tau_start"), std::string::npos) << unused_keys(p);
 }
 
 TEST(Plan, BadRequestsFailBeforeAnyWork) {

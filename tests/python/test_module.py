@@ -206,3 +206,24 @@ def test_model_stage_from_python_matches_the_cli(tmp_path, fc_bin):
     nbrs, dists = facecluster.knn(X)
     assert not np.allclose(est.knn_[1], dists)
     assert est.report_["size_bins"]
+
+
+def test_bad_values_from_python_are_refused(data):
+    X, _ = data
+    nbrs = np.array([[0, 1], [1, 0]], np.int32)
+    with pytest.raises(ValueError, match=r"outside \[0, 2\]"):
+        facecluster.cluster(nbrs=nbrs, dists=np.array([[0, np.inf], [0, 0.1]], np.float32))
+    with pytest.raises(ValueError, match=r"outside \[0, 2\]"):
+        facecluster.cluster(nbrs=nbrs, dists=np.array([[0, 1e6], [0, 0.1]], np.float32))
+    for kw in (dict(threads=100000), dict(threads=-1)):
+        with pytest.raises(ValueError, match="threads must be"):
+            facecluster.knn(X[:100], k=5, **kw)
+    with pytest.raises(ValueError, match="nlist must be"):
+        facecluster.knn(X[:100], k=5, index="ivf", nlist=-5)
+    with pytest.raises(ValueError, match="ef_search must be"):
+        facecluster.knn(X[:100], k=5, index="hnsw", ef_search=-1)
+    nb, d = facecluster.knn(X[:100], k=5)
+    with pytest.raises(ValueError, match="sample must be"):
+        facecluster.knn_recall(X[:100], nb, d, sample=-1)
+    with pytest.raises(ValueError, match="mislabel_share"):
+        facecluster.synth(n=100, dim=8, mislabel_share=2.0)
