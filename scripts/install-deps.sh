@@ -12,5 +12,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzip-dev zlib1g-dev libomp-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   pybind11-dev python3-dev python3-numpy python3-pytest \
-  chromium >/dev/null  # chromium: headless screenshots of report.html in the tests
+  clang libclang-rt-dev \
+  chromium >/dev/null  # clang + compiler-rt: the libFuzzer targets; chromium: screenshots of report.html
 echo "facecluster: dependencies installed"

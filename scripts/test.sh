@@ -2,7 +2,8 @@
 # Installs the dependencies, builds, and runs the whole test suite:
 #  1. Release build: every C++ test (ctest) and the Python tests (pytest, Debian's python3);
 #  2. AddressSanitizer + UndefinedBehaviorSanitizer build of the core (I/O, graph, metrics,
-#     config, synthetic data) and its tests.
+#     config, synthetic data) and its tests;
+#  3. the libFuzzer targets (fuzz/, clang) replayed on their seed corpus (scripts/fuzz.sh fuzzes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,8 +20,13 @@ FACECLUSTER_BUILD="$PWD/build" PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTH
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
 
 echo "== Sanitizer build (ASan + UBSan) and core tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFACECLUSTER_SANITIZE=ON -DFACECLUSTER_WITH_FAISS=OFF
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFACECLUSTER_SANITIZE=ON -DFACECLUSTER_WITH_FAISS=OFF -DFACECLUSTER_WITH_TORCH=OFF
 cmake --build build-asan -j "$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest -j "$JOBS" --output-on-failure --no-tests=error -L core --timeout 600)
+echo "== Fuzz targets (clang, libFuzzer, ASan + UBSan) replayed on their seed corpus"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFACECLUSTER_FUZZ=ON \
+  -DFACECLUSTER_WITH_FAISS=OFF -DFACECLUSTER_BUILD_TESTS=OFF
+cmake --build build-fuzz -j "$JOBS"
+(cd build-fuzz && ctest -j "$JOBS" --output-on-failure --no-tests=error -L fuzz --timeout 600)
 echo "facecluster: all tests passed"

@@ -39,6 +39,11 @@ std::string format_labels(const Labels& labels);  // the .meta text
 KnnGraph read_knn_npz(const std::string& path, int64_t expected_n = -1);
 void write_knn_npz(const std::string& path, const KnnGraph& g, bool compress = false);
 
+// Checks that `path` is a sound zip archive: its structure is consistent and every entry reads
+// to the end with a matching CRC-32. Throws naming `what` and the path otherwise. (Model
+// checkpoints are zip archives; this keeps corrupt ones away from libtorch's reader.)
+void check_zip_archive(const std::string& path, const std::string& what);
+
 // Writes a file atomically: `fill` writes to the temporary path it is given; on success the
 // temporary file replaces `path`, on failure (exception or interrupt) it is removed. A target
 // that exists and is not a regular file (a folder, a device such as /dev/null) is refused.

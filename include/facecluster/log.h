@@ -47,5 +47,6 @@ class Progress {
 using InterruptHook = bool (*)();
 void set_interrupt_hook(InterruptHook hook);
 void check_interrupt();
+bool interrupt_requested();  // the same question without throwing (for callbacks of other libraries)
 
 }  // namespace facecluster

@@ -186,6 +186,7 @@ void assign_scalar(Config& c, const std::string& key, const Field& f, const std:
 void walk(Config& c, const YAML::Node& node, const std::string& prefix, const std::string& source) {
   std::set<std::string> seen;
   for (const auto& kv : node) {
+    FC_CHECK(kv.first.IsScalar(), source << ": line " << kv.first.Mark().line + 1 << ": a key must be a plain name");
     const std::string name = kv.first.as<std::string>();
     FC_CHECK(seen.insert(name).second, source << ": key " << quote_input(prefix.empty() ? name : prefix + "." + name)
                                               << " is given twice (line " << kv.first.Mark().line + 1 << ")");
@@ -253,7 +254,11 @@ Config parse_config(const std::string& text, const std::string& source) {
   }
   if (root.IsNull()) return c;
   FC_CHECK(root.IsMap(), source << ": expected a mapping of keys at the top level");
-  walk(c, root, "", source);
+  try {
+    walk(c, root, "", source);
+  } catch (const YAML::Exception& e) {
+    FC_FAIL(source << ": malformed YAML at line " << e.mark.line + 1 << ": " << quote_input(e.msg));
+  }
   return c;
 }
 

@@ -85,9 +85,12 @@ void Progress::update(int64_t done) {
 
 
 void set_interrupt_hook(InterruptHook hook) { g_hook = hook; }
-void check_interrupt() {
+bool interrupt_requested() {
   InterruptHook h = g_hook.load();
-  if (h && h()) throw Interrupted();
+  return h && h();
+}
+void check_interrupt() {
+  if (interrupt_requested()) throw Interrupted();
 }
 
 }  // namespace facecluster

@@ -21,9 +21,10 @@ std::function<void()> add_evaluate(CLI::App& app) {
   cmd->add_option("--gt", a->gt, "true labels (.meta)")->required();
   cmd->add_option("--features", a->features, "features (.bin/.npy), for the sparsity bins");
   cmd->add_option("--dim", a->dim, "feature dimension of a .bin file");
-  cmd->add_option("--bins", a->bins, "number of hard-cluster bins")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--bins", a->bins, "number of hard-cluster bins")->capture_default_str();
   cmd->add_flag("--json", a->json, "print JSON instead of tables");
   return [a] {
+    FC_CHECK(a->bins >= 1 && a->bins <= 1000, "--bins must be in [1, 1000], got " << a->bins);
     const Labels pred = read_labels(a->pred), gt = read_labels(a->gt);
     FC_CHECK(pred.size() == gt.size(), "predicted labels " << a->pred << " have " << pred.size() << " rows but true labels "
                                                            << a->gt << " have " << gt.size());

@@ -16,7 +16,9 @@ std::optional<int64_t>& global_threads();
 
 inline void add_knn_flags(CLI::App* cmd, PlanRequest& r) {
   cmd->add_option("-k,--k", r.k, "neighbours per row, the row itself included (default 80, model_topk; clamped to N)");
-  cmd->add_option("--index", r.index, "kNN index: flat (exact, default), ivf, hnsw");
+  cmd->add_option("--index", r.index,
+                  "kNN index: flat (exact, default), ivf, hnsw (hnsw with more than one thread gives a different graph "
+                  "each run; --threads 1 makes it reproducible)");
   cmd->add_option("--nlist", r.nlist, "IVF lists (default 0: about 4 sqrt(N))");
   cmd->add_option("--nprobe", r.nprobe, "IVF lists probed per query (default 32)");
   cmd->add_option("--hnsw-m", r.hnsw_m, "HNSW links per node (default 32)");

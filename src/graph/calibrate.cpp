@@ -300,7 +300,7 @@ double stable_tau(const Links& links, std::string* note, double depth) {
   const int bins = 200;  // 0.005 wide
   std::vector<int64_t> cum(bins + 1, 0);  // cum[b] = links with TPDi < b / bins
   for (size_t i = 0; i < links.parent.size(); ++i) {
-    if (links.parent[i] < 0) continue;
+    if (links.parent[i] < 0 || !std::isfinite(links.dist[i])) continue;
     const double t = std::clamp(static_cast<double>(links.dist[i]), 0.0, 1.0);
     cum[std::min(bins, static_cast<int>(std::ceil(t * bins)))] += 1;
   }

@@ -144,6 +144,8 @@ void write_text_file(const std::string& path, const std::string& content) {
 }
 
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  FC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), "cannot read " << path << ": it is not a file");
   std::ifstream in(path, std::ios::binary);
   FC_CHECK(in, "cannot open " << path << ": " << (fs::exists(path) ? "permission denied or not a file" : "no such file"));
   std::ostringstream ss;

@@ -90,6 +90,8 @@ void write_features_npy(const std::string& path, const Matrix& m) {
 }
 
 Matrix read_features(const std::string& path, int64_t dim) {
+  std::error_code ec;
+  FC_CHECK(!fs::exists(path, ec) || fs::is_regular_file(path, ec), "features " << path << " is not a file");
   if (fs::path(path).extension() == ".npy") {
     Matrix m = read_features_npy(path);
     FC_CHECK(dim <= 0 || m.cols == dim, "features file " << path << " has dimension " << m.cols << " but " << dim

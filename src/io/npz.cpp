@@ -69,6 +69,23 @@ void sort_row(int32_t* nb, float* d, int k, std::vector<int>& perm, std::vector<
 
 }  // namespace
 
+void check_zip_archive(const std::string& path, const std::string& what) {
+  int err = 0;
+  std::unique_ptr<zip_t, ZipCloser> z(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
+  FC_CHECK(z, what << " " << path << " is not a readable archive (" << zip_error_text(err) << "): truncated or corrupt");
+  const zip_int64_t entries = zip_get_num_entries(z.get(), 0);
+  std::vector<char> buf(1 << 16);
+  for (zip_int64_t i = 0; i < entries; ++i) {
+    std::unique_ptr<zip_file_t, ZipFileCloser> f(zip_fopen_index(z.get(), static_cast<zip_uint64_t>(i), 0));
+    FC_CHECK(f, what << " " << path << " is corrupt: entry " << i << " cannot be opened (" << zip_strerror(z.get()) << ")");
+    zip_int64_t got = 0;
+    while ((got = zip_fread(f.get(), buf.data(), buf.size())) > 0) {
+    }
+    FC_CHECK(got == 0, what << " " << path << " is corrupt: entry " << i << " fails to read ("
+                            << zip_file_strerror(f.get()) << ")");
+  }
+}
+
 KnnGraph read_knn_npz(const std::string& path, int64_t expected_n) {
   FC_CHECK(std::filesystem::exists(path), "cannot open kNN cache " << path << ": no such file");
   int err = 0;

@@ -1,10 +1,13 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissException.h>
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <random>
 
@@ -38,6 +41,21 @@ class ThreadScope {
 
  private:
   int saved_ = 1;
+};
+
+// Lets faiss stop its own long loops (k-means training, HNSW insertion) on Ctrl-C or SIGTERM;
+// faiss then throws, and build_knn turns that into Interrupted.
+struct FaissInterrupt : faiss::InterruptCallback {
+  bool want_interrupt() override { return interrupt_requested(); }
+};
+
+class FaissInterruptScope {
+ public:
+  FaissInterruptScope() {
+    std::lock_guard<std::mutex> lock(faiss::InterruptCallback::lock);
+    faiss::InterruptCallback::instance.reset(new FaissInterrupt);
+  }
+  ~FaissInterruptScope() { faiss::InterruptCallback::clear_instance(); }
 };
 
 // Converts one faiss result row (inner products, int64 ids) into a graph row with the query
@@ -111,7 +129,9 @@ const char* knn_index_name(KnnIndex i) {
   return "?";
 }
 
-KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
+namespace {
+
+KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
   FC_CHECK(x.rows > 0 && x.cols > 0, "cannot build a kNN graph of an empty feature matrix");
   FC_CHECK(opt.k >= 1, "k must be >= 1, got " << opt.k);
   FC_CHECK(x.rows < (int64_t{1} << 31), "at most 2^31 - 1 rows are supported, got " << x.rows);
@@ -154,6 +174,19 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
     }
   }
   return g;
+}
+
+}  // namespace
+
+KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
+  FaissInterruptScope interrupt_scope;
+  try {
+    return build_knn_with_faiss(x, opt);
+  } catch (const faiss::FaissException& e) {
+    // faiss's own interrupt check throws "computation interrupted".
+    if (std::string(e.what()).find("interrupted") != std::string::npos) throw Interrupted();
+    FC_FAIL("faiss failed: " << std::string(e.what()).substr(0, 300));
+  }
 }
 
 }  // namespace facecluster

@@ -48,6 +48,22 @@ ModelSpec read_spec(torch::serialize::InputArchive& a, const std::string& path) 
   return s;
 }
 
+// The first non-empty line of a libtorch message, quoted: its messages span many lines.
+std::string first_line(const std::string& what) {
+  const size_t a = what.find_first_not_of(" \n");
+  if (a == std::string::npos) return "(no message)";
+  return quote_input(what.substr(a, what.find('\n', a) - a), 160);
+}
+
+// A spec read from a file is checked before any tensor is sized by it.
+void check_spec(const ModelSpec& s, const std::string& path) {
+  FC_CHECK(s.in_dim >= 1 && s.in_dim <= 65536 && s.d_model >= 1 && s.d_model <= 16384 && s.nhead >= 1 &&
+               s.nhead <= 256 && s.d_model % s.nhead == 0 && s.dim_feedforward >= 1 && s.dim_feedforward <= 65536 &&
+               s.num_layers >= 1 && s.num_layers <= 64 && s.k >= 1 && s.k <= 100000 && s.dropout >= 0 &&
+               s.dropout < 1 && (s.activation == "relu" || s.activation == "gelu"),
+           "model file " << path << " states an implausible architecture (" << s.describe() << "): corrupt?");
+}
+
 bool same_shapes(const ModelSpec& a, const ModelSpec& b) {
   return a.in_dim == b.in_dim && a.d_model == b.d_model && a.nhead == b.nhead && a.dim_feedforward == b.dim_feedforward &&
          a.num_layers == b.num_layers && a.k == b.k && a.activation == b.activation &&
@@ -83,26 +99,39 @@ void save_checkpoint(const std::string& path, const PairNet& net, int epoch, con
 
 LoadedCheckpoint load_checkpoint(const std::string& path, const ModelSpec* expected) {
   FC_CHECK(fs::is_regular_file(path), "model file " << path << " does not exist");
+  check_zip_archive(path, "model file");
   LoadedCheckpoint ck;
   try {
     ck.archive.load_from(path);
   } catch (const c10::Error& e) {
     FC_FAIL("model file " << path << " is not a readable facecluster checkpoint (truncated or another format): "
-                          << std::string(e.what_without_backtrace()).substr(0, 200));
+                          << first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // libtorch's TorchScript reader throws its own types too
+    FC_FAIL("model file " << path << " is not a readable facecluster checkpoint (corrupt): " << first_line(e.what()));
   }
   c10::IValue format;
-  FC_CHECK(ck.archive.try_read("format", format) && format.isString() && format.toStringRef() == kFormat,
-           "model file " << path << " is not a facecluster pair-similarity model");
-  const int64_t version = read_value(ck.archive, "version", path).toInt();
-  FC_CHECK(version == kVersion, "model file " << path << " has format version " << version << "; this build reads "
-                                                << kVersion);
-  const ModelSpec spec = read_spec(ck.archive, path);
+  ModelSpec spec;
+  try {
+    FC_CHECK(ck.archive.try_read("format", format) && format.isString() && format.toStringRef() == kFormat,
+             "model file " << path << " is not a facecluster pair-similarity model");
+    const int64_t version = read_value(ck.archive, "version", path).toInt();
+    FC_CHECK(version == kVersion, "model file " << path << " has format version " << version << "; this build reads "
+                                                  << kVersion);
+    spec = read_spec(ck.archive, path);
+    ck.epoch = static_cast<int>(read_value(ck.archive, "epoch", path).toInt());
+    ck.config_yaml = read_value(ck.archive, "config", path).toStringRef();
+  } catch (const c10::Error& e) {
+    FC_FAIL("model file " << path << " is corrupt (a value of the wrong type): " << first_line(e.what_without_backtrace()));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    FC_FAIL("model file " << path << " is corrupt: " << first_line(e.what()));
+  }
+  check_spec(spec, path);
   if (expected)
     FC_CHECK(same_shapes(spec, *expected), "model file " << path << " holds a model for (" << spec.describe()
                                                          << ") but (" << expected->describe()
                                                          << ") is needed: train one for these features or fix the config");
-  ck.epoch = static_cast<int>(read_value(ck.archive, "epoch", path).toInt());
-  ck.config_yaml = read_value(ck.archive, "config", path).toStringRef();
   ck.net = PairNet(spec);
   try {
     torch::serialize::InputArchive m;
@@ -110,7 +139,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const ModelSpec* expec
     ck.net->load(m);
   } catch (const c10::Error& e) {
     FC_FAIL("model file " << path << ": weights do not match the stated architecture (" << spec.describe()
-                          << "): " << std::string(e.what_without_backtrace()).substr(0, 200));
+                          << "): " << first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    FC_FAIL("model file " << path << " is corrupt: " << first_line(e.what()));
   }
   torch::serialize::InputArchive probe;
   ck.has_optimizer = ck.archive.try_read("optimizer", probe);

@@ -170,3 +170,9 @@ TEST(Config, CommittedExampleConfigsLoad) {
   EXPECT_NO_THROW(require_keys(train, {"dataset_args.feature_path", "dataset_args.label_path"}, "train"));
   EXPECT_EQ(train.model_args.num_of_feats, 80);
 }
+
+TEST(Config, KeysThatAreNotNamesAreErrorsNotCrashes) {
+  // Found by fuzzing: a complex key (a YAML "? " entry) made yaml-cpp throw its own exception type.
+  EXPECT_THROW(parse_config("cluster_args:\n? tau_step: 1e80\n", "f.yaml"), Error);
+  EXPECT_THROW(parse_config("? [a, b]\n: 1\n", "f.yaml"), Error);
+}
