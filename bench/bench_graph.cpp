@@ -2,10 +2,18 @@
 // self-calibration on an N x 80 graph shaped like a face kNN graph. Reported as ratios to baselines of the same run:
 //   time_vs_scan = stage time / time of one summing pass over the graph arrays;
 //   mem_vs_graph = extra peak memory of the stage / bytes of the graph (neighbours + distances).
-// FC_BENCH_N sets N (default 584013, MS1M part1_test); FC_BENCH_KNN reads a real .npz graph.
+// FC_BENCH_N sets N (default 584013, MS1M part1_test); FC_BENCH_KNN reads a real .npz graph;
+// FC_BENCH_SHUFFLE=1 renumbers the rows at random (real data comes in no useful order).
+// reorder_vs_input = stage time with rows renumbered for locality / the same stage without.
 #include <benchmark/benchmark.h>
 
+#include "cpu_features.h"
+
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <numeric>
+#include <string>
 #include <cstdlib>
 #include <random>
 
@@ -44,13 +52,38 @@ KnnGraph face_like_graph(int64_t n, int k, uint64_t seed) {
   return g;
 }
 
+// The same graph with its rows renumbered by a random permutation.
+KnnGraph shuffled(const KnnGraph& g, uint64_t seed) {
+  std::vector<int32_t> perm(static_cast<size_t>(g.n));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937_64(seed));
+  KnnGraph out(g.n, g.k);
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int a = 0; a < g.k; ++a) {
+      const int32_t v = g.nbr_row(i)[a];
+      out.nbr_row(perm[i])[a] = v < 0 ? -1 : perm[v];
+      out.dist_row(perm[i])[a] = g.dist_row(i)[a];
+    }
+  return out;
+}
+
 const KnnGraph& graph() {
   static KnnGraph g = [] {
-    if (const char* path = std::getenv("FC_BENCH_KNN")) return read_knn_npz(path);
-    const char* env = std::getenv("FC_BENCH_N");
-    return face_like_graph(env ? std::atoll(env) : 584013, 80, 1);
+    KnnGraph base;
+    if (const char* path = std::getenv("FC_BENCH_KNN")) base = read_knn_npz(path);
+    else {
+      const char* env = std::getenv("FC_BENCH_N");
+      base = face_like_graph(env ? std::atoll(env) : 584013, 80, 1);
+    }
+    const char* sh = std::getenv("FC_BENCH_SHUFFLE");
+    return sh && std::string(sh) == "1" ? shuffled(base, 5) : base;
   }();
   return g;
+}
+
+std::map<std::pair<int64_t, int64_t>, double>& input_order_seconds() {
+  static std::map<std::pair<int64_t, int64_t>, double> m;
+  return m;
 }
 
 double scan_seconds(const KnnGraph& g) {
@@ -69,6 +102,7 @@ void BM_GraphStage(benchmark::State& state) {
   GraphParams p;
   p.threads = static_cast<int>(state.range(0));
   p.density = state.range(1) ? Density::Full : Density::OneStep;
+  p.reorder_rows = state.range(2) != 0;
   const double graph_mib = double(g.nbrs.size() * 4 + g.dists.size() * 4) / (1 << 20);
   const double scan = scan_seconds(g);
   const double before = peak_memory_mib();
@@ -87,6 +121,9 @@ void BM_GraphStage(benchmark::State& state) {
   state.counters["graph_MiB"] = graph_mib;
   state.counters["peak_MiB"] = peak_memory_mib();
   state.counters["mem_vs_graph"] = std::max(0.0, peak_memory_mib() - before) / graph_mib;
+  const auto key = std::make_pair(state.range(0), state.range(1));
+  if (!p.reorder_rows) input_order_seconds()[key] = seconds;
+  else if (input_order_seconds().count(key)) state.counters["reorder_vs_input"] = seconds / input_order_seconds()[key];
 }
 
 // Self-calibration (calibrate.h): mixture fit with shared-neighbour anchors, then the
@@ -110,8 +147,11 @@ void BM_Calibration(benchmark::State& state) {
 
 }  // namespace
 
-// args: threads, full NDDE (0/1). Peak memory is process-wide, so run one case per process
-// (--benchmark_filter) for a clean mem_vs_graph.
-BENCHMARK(BM_GraphStage)->Args({2, 0})->Args({1, 0})->Args({2, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+// args: threads, full NDDE (0/1), rows renumbered for locality (0/1); each reordered case
+// follows its input-order twin so reorder_vs_input compares them. Peak memory is process-wide,
+// so run one case per process (--benchmark_filter) for a clean mem_vs_graph.
+BENCHMARK(BM_GraphStage)
+    ->Args({2, 0, 0})->Args({2, 0, 1})->Args({1, 0, 0})->Args({1, 0, 1})->Args({2, 1, 1})
+    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_Calibration)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -4,6 +4,8 @@
 // the same size (flat runs first; set FC_BENCH_FLAT_SECONDS to reuse a measured value).
 #include <benchmark/benchmark.h>
 
+#include "cpu_features.h"
+
 #include <chrono>
 #include <cstdlib>
 #include <map>

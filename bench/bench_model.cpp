@@ -4,6 +4,8 @@
 // FC_BENCH_MODEL_BATCHES sets the batches timed per case (default 4).
 #include <benchmark/benchmark.h>
 
+#include "cpu_features.h"
+
 #include <chrono>
 #include <cstdlib>
 

@@ -29,6 +29,7 @@ struct GraphParams {
   double tpdi_sigma = DensityArgs{}.tpdi_sigma;     // TPDi temperature, over all k neighbours
   int max_conn = ClusterArgs{}.max_conn;            // parents per row
   int threads = 0;                                  // 0: OpenMP default
+  bool reorder_rows = true;  // TPDi over rows renumbered for locality (same values; faster on shuffled input)
 };
 
 // Checks a graph before the stage runs: index range, -1 padding only at a row's end, no NaN or

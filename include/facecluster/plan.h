@@ -23,7 +23,7 @@ namespace facecluster {
 
 // cluster: the training-free default (or a model given by --model); eval: the release's eval.py
 // (a trained checkpoint from work_dir, the config's architecture enforced).
-enum class Job { Cluster, Eval };
+enum class Job { Cluster, Eval, Train };  // Train: only for unused_config_keys (train_model reads the config)
 
 // auto: distances rescaled to 1 - P(same identity) fitted on the data (docs/calibration.md);
 // off: the distances as they are, with the release's constants.
@@ -90,6 +90,9 @@ struct RunPlan {
 };
 
 RunPlan resolve_plan(Job job, const PlanRequest& request);
+
+// The keys a config file set that change nothing in `job` (resolve_plan puts them in a warning).
+std::vector<std::string> unused_config_keys(const Config& cfg, Job job);
 
 // Only the inputs (features, labels, kNN cache, k, index, threads) of one split of a config:
 // what the train job reads for its training and validation splits. `what` names the split.

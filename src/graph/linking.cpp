@@ -40,6 +40,36 @@ void keep_best(std::vector<Candidate>& cand, const int32_t* nb, int max_conn, in
 
 }  // namespace
 
+namespace {
+
+// A visiting order in which a row's neighbours mostly sit close to it: breadth-first over the
+// kNN graph, neighbours in rank order. Face graphs are made of tight identities, so each
+// identity's rows end up next to each other whatever order the input came in.
+std::vector<int32_t> locality_order(const KnnGraph& g) {
+  std::vector<int32_t> order;
+  order.reserve(static_cast<size_t>(g.n));
+  std::vector<uint8_t> seen(static_cast<size_t>(g.n), 0);
+  for (int64_t s = 0; s < g.n; ++s) {
+    if (seen[s]) continue;
+    seen[s] = 1;
+    size_t head = order.size();
+    order.push_back(static_cast<int32_t>(s));
+    while (head < order.size()) {
+      const int32_t* nb = g.nbr_row(order[head++]);
+      for (int a = 0; a < g.k; ++a) {
+        const int32_t v = nb[a];
+        if (v >= 0 && !seen[v]) {
+          seen[v] = 1;
+          order.push_back(v);
+        }
+      }
+    }
+  }
+  return order;
+}
+
+}  // namespace
+
 Links select_parents(const KnnGraph& g, const std::vector<double>& density, const GraphParams& p) {
   FC_CHECK(static_cast<int64_t>(density.size()) == g.n, "density has " << density.size() << " values for " << g.n << " rows");
   FC_CHECK(p.max_conn >= 1, "max_conn must be >= 1, got " << p.max_conn);
@@ -48,34 +78,67 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
   links.max_conn = p.max_conn;
   links.parent.assign(static_cast<size_t>(g.n * p.max_conn), -1);
   links.dist.assign(links.parent.size(), 1.0f);
-  std::vector<float> sq;
-  if (p.use_tpdi) sq = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
   const int nt = resolve_threads(p.threads);
   const int64_t k = g.k;
+
+  // TPDi reads, for each row, the neighbour lists of its neighbours and looks each entry up in
+  // a per-thread mark array: on a graph in input order both are random accesses over the whole
+  // graph. The rows are renumbered in locality_order() first (ids, lists and sqrt(q) copied
+  // once), so both mostly hit cache. Every sum runs over the same terms in the same order, so
+  // the values are bit for bit those of the input order; parents are reported in input ids.
+  std::vector<float> sq;    // sqrt(q), rows in local order
+  std::vector<int32_t> nl;  // neighbour lists in local ids, rows in local order
+  std::vector<double> dl;   // density in local order
+  std::vector<int32_t> order, local;
+  if (p.use_tpdi) {
+    std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
+    if (p.reorder_rows) {
+      order = locality_order(g);
+      local.resize(static_cast<size_t>(g.n));
+      for (int64_t r = 0; r < g.n; ++r) local[order[r]] = static_cast<int32_t>(r);
+      sq.resize(sq_in.size());
+      nl.resize(g.nbrs.size());
+      dl.resize(static_cast<size_t>(g.n));
+#pragma omp parallel for schedule(static) num_threads(nt) if (g.n > 2000)
+      for (int64_t r = 0; r < g.n; ++r) {
+        const int64_t i = order[r];
+        const int32_t* ni = g.nbr_row(i);
+        std::copy(sq_in.begin() + i * k, sq_in.begin() + (i + 1) * k, sq.begin() + r * k);
+        for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? -1 : local[ni[a]];
+        dl[r] = density[i];
+      }
+    } else {
+      sq = std::move(sq_in);
+    }
+  }
+  const bool reordered = !order.empty();
+  const int32_t* lists = reordered ? nl.data() : g.nbrs.data();
+  const std::vector<double>& dens = reordered ? dl : density;
   ExceptionCapture errors;
 #pragma omp parallel num_threads(nt) if (g.n > 2000)
   {
-    // mark[x] = 1 + position of x in the current row i (0: not a neighbour of i).
+    // mark[x] = 1 + position of x in the current row (0: not a neighbour of it).
     std::vector<uint16_t> mark(p.use_tpdi ? static_cast<size_t>(g.n) : 0, 0);
     std::vector<Candidate> cand;
     cand.reserve(static_cast<size_t>(k));
 #pragma omp for schedule(dynamic, 256)
-    for (int64_t i = 0; i < g.n; ++i) {
+    for (int64_t r = 0; r < g.n; ++r) {
       if (errors.failed()) continue;
       errors.run([&] {
-        if ((i & 4095) == 0 && thread_index() == 0) check_interrupt();
+        if ((r & 4095) == 0 && thread_index() == 0) check_interrupt();
+        const int64_t i = reordered ? order[r] : r;  // the row in input ids
         const int32_t* ni = g.nbr_row(i);
-        const float* di = g.dist_row(i);
-        const double rho_i = density[i];
         cand.clear();
         if (p.use_tpdi) {
-          const float* sqi = sq.data() + i * k;
+          const int32_t* li = lists + r * k;  // the same row in the ids the loop works in
+          const float* sqi = sq.data() + r * k;
+          const double rho_i = dens[r];
           for (int64_t a = 0; a < k; ++a)
-            if (ni[a] >= 0) mark[ni[a]] = static_cast<uint16_t>(a + 1);
+            if (li[a] >= 0) mark[li[a]] = static_cast<uint16_t>(a + 1);
           for (int a = 0; a < k; ++a) {
-            const int32_t j = ni[a];
-            if (j < 0 || j == i || density[j] < rho_i) continue;
-            const int32_t* nj = g.nbr_row(j);
+            const int32_t j = li[a];
+            if (j < 0 || j == r || dens[j] < rho_i) continue;
+            const int32_t* nj = lists + static_cast<int64_t>(j) * k;
             const float* sqj = sq.data() + static_cast<int64_t>(j) * k;
             double s = 0;
             for (int64_t b = 0; b < k; ++b) {
@@ -85,8 +148,10 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
             cand.push_back({static_cast<float>(1.0 - s), a});
           }
           for (int64_t a = 0; a < k; ++a)
-            if (ni[a] >= 0) mark[ni[a]] = 0;
+            if (li[a] >= 0) mark[li[a]] = 0;
         } else {
+          const float* di = g.dist_row(i);
+          const double rho_i = density[i];
           for (int a = 0; a < k; ++a) {
             const int32_t j = ni[a];
             if (j < 0 || j == i || density[j] < rho_i) continue;

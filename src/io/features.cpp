@@ -124,8 +124,8 @@ void normalize_rows(Matrix& m, const std::string& source) {
     float* r = m.row(i);
     double ss = 0;
     for (int64_t c = 0; c < m.cols; ++c) ss += double(r[c]) * r[c];
-    const double inv = 1.0 / std::sqrt(ss);  // in double: 1/norm may not fit a float
-    for (int64_t c = 0; c < m.cols; ++c) r[c] = static_cast<float>(double(r[c]) * inv);
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss));  // fits: norms below 1e-30 were refused
+    for (int64_t c = 0; c < m.cols; ++c) r[c] *= inv;
   }
 }
 

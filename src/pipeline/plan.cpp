@@ -79,6 +79,11 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split) {
                                                    "print_interval", "inference_interval", "augment_rotation",
                                                    "loss_list", "lambdas.pair", "train_knn_path"};
   if (job == Job::Eval && (block == "dataset_args" || train_keys.count(key))) return true;
+  if (job == Job::Train) {
+    if (block == "dataset_args" || block == "test_dataset_args") return split_keys.count(name) > 0;
+    return block == "model_args" || train_keys.count(key) || key == "work_dir" || key == "threads" ||
+           key == "test_knn_path" || key == "test_batch_size";
+  }
   if (block == "dataset_args" || block == "test_dataset_args") return block == split && split_keys.count(name);
   if (block == "density_args") return true;
   if (block == "cluster_args")
@@ -191,6 +196,15 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
 
 }  // namespace
 
+std::vector<std::string> unused_config_keys(const Config& cfg, Job job) {
+  const bool train_split = job == Job::Cluster && cfg.test_dataset_args.feature_path.empty() &&
+                           !cfg.dataset_args.feature_path.empty();
+  std::vector<std::string> out;
+  for (const auto& key : cfg.keys_set)
+    if (!key_has_effect(key, job, train_split ? "dataset_args" : "test_dataset_args")) out.push_back(key);
+  return out;
+}
+
 RunPlan resolve_split(const Config& cfg, const DatasetArgs& ds, const std::string& knn_fallback, const std::string& what) {
   RunPlan p;
   fill_inputs(p, cfg, ds, knn_fallback, PlanRequest{}, what + ": ", Job::Cluster, true);
@@ -198,6 +212,7 @@ RunPlan resolve_split(const Config& cfg, const DatasetArgs& ds, const std::strin
 }
 
 RunPlan resolve_plan(Job job, const PlanRequest& req) {
+  FC_CHECK(job != Job::Train, "internal: the train job has no run plan (train_model reads its config)");
   Config cfg;
   if (req.config) cfg = load_config(*req.config);
   apply_config_sets(cfg, req.sets);
@@ -324,8 +339,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   }
 
   // Keys accepted from the config that change nothing in this job.
-  for (const auto& key : cfg.keys_set)
-    if (!key_has_effect(key, job, split)) ignored.push_back(key);
+  for (const auto& key : unused_config_keys(cfg, job)) ignored.push_back(key);
   if (!ignored.empty()) {
     const std::string job_name = job == Job::Eval ? "eval" : "cluster";
     p.warnings.push_back((req.config ? *req.config : std::string("config")) + ": keys with no effect on " + job_name +

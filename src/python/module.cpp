@@ -164,6 +164,21 @@ PYBIND11_MODULE(_core, m) {
       "the clustering parameters: (name, default, help), defaults as the C++ plan has them");
 
   m.def(
+      "synth_defaults",
+      [] {
+        const SynthOptions o;
+        py::dict d;
+        d["n"] = o.n;
+        d["dim"] = o.dim;
+        d["identities"] = o.identities;
+        d["seed"] = o.seed;
+        d["cos_map"] = o.cos_map;
+        d["mislabel_share"] = o.mislabel_share;
+        return d;
+      },
+      "synth()'s defaults, as the C++ generator has them");
+
+  m.def(
       "knn",
       [](const py::array& features, bool normalize, const py::dict& params) {
         const RunPlan plan = plan_from(params);

@@ -1,4 +1,5 @@
 // The run plan: one place where flags, config keys and defaults become decisions.
+#include <algorithm>
 #include <fstream>
 
 #include "facecluster/error.h"
@@ -188,4 +189,20 @@ TEST(Plan, ParametersSetByName) {
   EXPECT_THROW(set_parameter(r, "kk", int64_t{1}), Error);
   EXPECT_THROW(set_parameter(r, "k", std::string("many")), Error);
   EXPECT_THROW(set_parameter(r, "k", 1.5), Error);
+}
+
+TEST(Plan, UnusedKeysOfATrainingConfig) {
+  const Config c = parse_config(
+      "workers: 8\nepochs: 3\nlearning_rate: 0.001\ndataset_args:\n  feature_path: x.bin\n  topk: 1\n"
+      "model_args:\n  nhead: 4\ncluster_args:\n  tau_start: 0.6\n  compute_size: True\neval_epoch: 3\n",
+      "t.yaml");
+  const auto train = unused_config_keys(c, Job::Train);
+  for (const char* key : {"workers", "dataset_args.topk", "cluster_args.tau_start", "cluster_args.compute_size", "eval_epoch"})
+    EXPECT_NE(std::find(train.begin(), train.end(), key), train.end()) << key;
+  for (const char* key : {"epochs", "learning_rate", "dataset_args.feature_path", "model_args.nhead"})
+    EXPECT_EQ(std::find(train.begin(), train.end(), key), train.end()) << key;
+  const auto eval = unused_config_keys(c, Job::Eval);  // a training config used for eval
+  EXPECT_EQ(std::find(eval.begin(), eval.end(), std::string("eval_epoch")), eval.end());
+  EXPECT_EQ(std::find(eval.begin(), eval.end(), std::string("epochs")), eval.end());
+  EXPECT_NE(std::find(eval.begin(), eval.end(), std::string("cluster_args.compute_size")), eval.end());
 }

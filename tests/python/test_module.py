@@ -150,6 +150,9 @@ def test_python_defaults_are_the_cpp_plans():
     assert python["k"] == 80 and python["tau"] is None and python["calibrate"] is None and python["model"] is None
     # get_params comes from the signature
     assert set(facecluster.FaceClusterer().get_params()) == set(python)
+    assert inspect.signature(facecluster.evaluate).parameters["bins"].default == _cpp_defaults()["bins"]
+    synth_sig = inspect.signature(facecluster.synth).parameters
+    assert {k: synth_sig[k].default for k in facecluster._core.synth_defaults()} == facecluster._core.synth_defaults()
     knn_sig = inspect.signature(facecluster.knn).parameters
     for name in ("k", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "threads"):
         assert knn_sig[name].default == _cpp_defaults()[name], name

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 #: The clustering parameters' defaults, as the C++ run plan has them (None: the plan decides).
 DEFAULTS = {name: default for name, default, _help in _core.parameters()}
 _D = DEFAULTS
+_S = _core.synth_defaults()
 
 
 def set_verbose(verbose: bool = True) -> None:
@@ -128,7 +129,7 @@ def knn_recall(features, nbrs, dists, sample=1000):
     return _core.knn_recall(features, nbrs, dists, int(sample))
 
 
-def evaluate(pred, gt, features=None, bins=5):
+def evaluate(pred, gt, features=None, bins=_D["bins"]):
     """Scores of predicted labels against true ones, as `facecluster evaluate --json` prints them:
     {"scores": {pairwise / BCubed precision, recall, F; NMI; ARI; cluster counts},
      "size_bins": [...], "sparsity_bins": [...] (when features are given)}."""
@@ -141,7 +142,8 @@ def evaluate(pred, gt, features=None, bins=5):
     return json.loads(_core.evaluate(arrays[0], arrays[1], features, int(bins)))
 
 
-def synth(n=20000, dim=256, *, identities=0, seed=42, cos_map="none", mislabel_share=0.01):
+def synth(n=_S["n"], dim=_S["dim"], *, identities=_S["identities"], seed=_S["seed"], cos_map=_S["cos_map"],
+          mislabel_share=_S["mislabel_share"]):
     """Synthetic face embeddings (float32 (n, dim'), unit rows) and labels (int64); see docs/synth.md."""
     return _core.synth(int(n), int(dim), int(identities), int(seed), str(cos_map), float(mislabel_share))
 
