@@ -98,7 +98,7 @@ double scan_seconds(const KnnGraph& g) {
 
 void BM_GraphStage(benchmark::State& state) {
   const KnnGraph& g = graph();
-  set_log_level(0);
+  set_log_level(std::getenv("FC_BENCH_LOG") ? 1 : 0);  // FC_BENCH_LOG=1: the stage lines
   GraphParams p;
   p.threads = static_cast<int>(state.range(0));
   p.density = state.range(1) ? Density::Full : Density::OneStep;

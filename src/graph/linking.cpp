@@ -93,6 +93,7 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
   if (p.use_tpdi) {
     std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
     if (p.reorder_rows) {
+      StageTimer t("renumber rows for locality");
       order = locality_order(g);
       local.resize(static_cast<size_t>(g.n));
       for (int64_t r = 0; r < g.n; ++r) local[order[r]] = static_cast<int32_t>(r);
