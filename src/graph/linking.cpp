@@ -105,7 +105,7 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
         const int64_t i = order[r];
         const int32_t* ni = g.nbr_row(i);
         std::copy(sq_in.begin() + i * k, sq_in.begin() + (i + 1) * k, sq.begin() + r * k);
-        for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? -1 : local[ni[a]];
+        for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? static_cast<int32_t>(g.n) : local[ni[a]];
         dl[r] = density[i];
       }
     } else {
@@ -113,13 +113,16 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
     }
   }
   const bool reordered = !order.empty();
-  const int32_t* lists = reordered ? nl.data() : g.nbrs.data();
-  const std::vector<double>& dens = reordered ? dl : density;
+  const int32_t* lists = nl.data();
+  const std::vector<double>& dens = dl;
+  const int64_t n = g.n;
   ExceptionCapture errors;
 #pragma omp parallel num_threads(nt) if (g.n > 2000)
   {
-    // mark[x] = 1 + position of x in the current row (0: not a neighbour of it).
-    std::vector<uint16_t> mark(p.use_tpdi ? static_cast<size_t>(g.n) : 0, 0);
+    // mark[x] = 1 + position of x in the current row (0: not a neighbour of it); one extra
+    // entry for the padding id n of the local lists. w[1 + a] = sqrt(q) of the row's a-th entry.
+    std::vector<uint16_t> mark(p.use_tpdi ? static_cast<size_t>(g.n + 1) : 0, 0);
+    std::vector<float> w(static_cast<size_t>(k + 1), 0.f);
     std::vector<Candidate> cand;
     cand.reserve(static_cast<size_t>(k));
 #pragma omp for schedule(dynamic, 256)
@@ -130,16 +133,37 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
         const int64_t i = reordered ? order[r] : r;  // the row in input ids
         const int32_t* ni = g.nbr_row(i);
         cand.clear();
-        if (p.use_tpdi) {
-          const int32_t* li = lists + r * k;  // the same row in the ids the loop works in
+        if (p.use_tpdi && reordered) {
+          // Local lists mark padding with the id n, whose mark stays 0, and w[0] = 0: the inner
+          // loop has no branch (adding 0 * sqrt(q) leaves the double sum bit for bit the same).
+          const int32_t* li = lists + r * k;
           const float* sqi = sq.data() + r * k;
           const double rho_i = dens[r];
-          for (int64_t a = 0; a < k; ++a)
-            if (li[a] >= 0) mark[li[a]] = static_cast<uint16_t>(a + 1);
+          w[0] = 0.f;
+          for (int64_t a = 0; a < k; ++a) {
+            w[a + 1] = sqi[a];
+            if (li[a] < n) mark[li[a]] = static_cast<uint16_t>(a + 1);
+          }
           for (int a = 0; a < k; ++a) {
             const int32_t j = li[a];
-            if (j < 0 || j == r || dens[j] < rho_i) continue;
+            if (j >= n || j == r || dens[j] < rho_i) continue;
             const int32_t* nj = lists + static_cast<int64_t>(j) * k;
+            const float* sqj = sq.data() + static_cast<int64_t>(j) * k;
+            double s = 0;
+            for (int64_t b = 0; b < k; ++b) s += double(w[mark[nj[b]]]) * sqj[b];
+            cand.push_back({static_cast<float>(1.0 - s), a});
+          }
+          for (int64_t a = 0; a < k; ++a)
+            if (li[a] < n) mark[li[a]] = 0;
+        } else if (p.use_tpdi) {
+          const float* sqi = sq.data() + i * k;
+          const double rho_i = density[i];
+          for (int64_t a = 0; a < k; ++a)
+            if (ni[a] >= 0) mark[ni[a]] = static_cast<uint16_t>(a + 1);
+          for (int a = 0; a < k; ++a) {
+            const int32_t j = ni[a];
+            if (j < 0 || j == i || density[j] < rho_i) continue;
+            const int32_t* nj = g.nbr_row(j);
             const float* sqj = sq.data() + static_cast<int64_t>(j) * k;
             double s = 0;
             for (int64_t b = 0; b < k; ++b) {
@@ -149,7 +173,7 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
             cand.push_back({static_cast<float>(1.0 - s), a});
           }
           for (int64_t a = 0; a < k; ++a)
-            if (li[a] >= 0) mark[li[a]] = 0;
+            if (ni[a] >= 0) mark[ni[a]] = 0;
         } else {
           const float* di = g.dist_row(i);
           const double rho_i = density[i];

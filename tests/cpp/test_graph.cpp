@@ -3,6 +3,8 @@
 #include <queue>
 #include <set>
 
+#include <cstring>
+
 #include "facecluster/error.h"
 #include "facecluster/graph.h"
 #include "helpers.h"
@@ -261,4 +263,27 @@ TEST(Validate, RejectsBadGraphs) {
   b.nbrs = {-1, 1, 1, 0};
   expect_msg(b, "after a -1 padding");
   expect_msg(KnnGraph(), "empty");
+}
+
+TEST(Parents, RenumberedRowsGiveIdenticalLinks) {
+  // The locality renumbering must not change a single bit: same parents, same TPDi values.
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    KnnGraph g = random_graph(3000, 24, seed, seed % 2 == 0);
+    for (int64_t i = 0; i < g.n; i += 7) {  // some rows end in -1 padding (approximate kNN)
+      g.nbr_row(i)[23] = -1;
+      g.nbr_row(i)[22] = -1;
+    }
+    const auto rho = density_one_step(g, 10, 0.5);
+    GraphParams input_order, renumbered;
+    input_order.reorder_rows = false;
+    input_order.max_conn = renumbered.max_conn = 1 + static_cast<int>(seed % 3);
+    const Links a = select_parents(g, rho, input_order), b = select_parents(g, rho, renumbered);
+    ASSERT_EQ(a.parent, b.parent) << "seed " << seed;
+    ASSERT_EQ(0, std::memcmp(a.dist.data(), b.dist.data(), a.dist.size() * sizeof(float))) << "seed " << seed;
+    // and both agree with the pairwise definition
+    const auto sq = transition_probabilities(g, g.k, renumbered.tpdi_sigma, true);
+    for (int64_t i = 0; i < g.n; i += 97)
+      if (b.parent[i * b.max_conn] >= 0)
+        EXPECT_NEAR(b.dist[i * b.max_conn], tpdi_pair(g, sq, i, b.parent[i * b.max_conn]), 1e-6);
+  }
 }
