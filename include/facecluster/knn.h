@@ -8,8 +8,10 @@
 
 namespace facecluster {
 
-// flat: exact (faiss IndexFlatIP, the release's choice); ivf: IVF-Flat; hnsw: HNSW-Flat.
-enum class KnnIndex { Flat, Ivf, Hnsw };
+// flat: exact (faiss IndexFlatIP, the release's choice); ivf: IVF-Flat; hnsw: HNSW-Flat;
+// blocked: coarse lists, one matrix product per list against the lists its rows probe (an
+// all-pairs graph is a batch of queries; src/knn/blocked.cpp).
+enum class KnnIndex { Flat, Ivf, Hnsw, Blocked };
 KnnIndex parse_knn_index(const std::string& name);  // throws naming the accepted names
 const char* knn_index_name(KnnIndex i);
 
@@ -18,6 +20,7 @@ struct KnnOptions {
   KnnIndex index = KnnIndex::Flat;
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
+  int blocked_probe = 16;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~sqrt(N))
   int hnsw_m = 32;
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 128;    // raised to at least k

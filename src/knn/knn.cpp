@@ -18,6 +18,7 @@
 #include "facecluster/error.h"
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
+#include "blocked.h"
 
 namespace facecluster {
 namespace {
@@ -117,7 +118,8 @@ KnnIndex parse_knn_index(const std::string& name) {
   if (name == "flat") return KnnIndex::Flat;
   if (name == "ivf") return KnnIndex::Ivf;
   if (name == "hnsw") return KnnIndex::Hnsw;
-  FC_FAIL("unknown knn index " << quote_input(name) << "; expected flat, ivf, hnsw");
+  if (name == "blocked") return KnnIndex::Blocked;
+  FC_FAIL("unknown knn index " << quote_input(name) << "; expected flat, ivf, hnsw, blocked");
 }
 
 const char* knn_index_name(KnnIndex i) {
@@ -125,6 +127,7 @@ const char* knn_index_name(KnnIndex i) {
     case KnnIndex::Flat: return "flat";
     case KnnIndex::Ivf: return "ivf";
     case KnnIndex::Hnsw: return "hnsw";
+    case KnnIndex::Blocked: return "blocked";
   }
   return "?";
 }
@@ -144,6 +147,7 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
   KnnOptions o = opt;
   o.k = k;
   ThreadScope threads(opt.threads);
+  if (o.index == KnnIndex::Blocked) return build_knn_blocked(x, o, k, store_row);
   std::unique_ptr<faiss::Index> quantizer;
   std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);
   {

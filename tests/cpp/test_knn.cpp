@@ -64,3 +64,25 @@ TEST(Knn, KLargerThanNClampsAndUnknownIndexIsNamed) {
     EXPECT_NE(std::string(e.what()).find("unknown knn index 'hnws'; expected flat, ivf, hnsw"), std::string::npos);
   }
 }
+
+TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
+  const Matrix x = data(4000, 48, 8);
+  KnnOptions o;
+  o.k = 25;
+  o.index = KnnIndex::Blocked;
+  o.ivf_nlist = 20;
+  o.blocked_probe = 20;  // every list: the products cover all pairs
+  const KnnGraph all = build_knn(x, o);
+  const KnnGraph ref = brute_force_knn(x, 25);
+  for (int64_t i = 0; i < x.rows; ++i) {
+    EXPECT_EQ(all.nbr_row(i)[0], i);
+    for (int j = 0; j < all.k; ++j) ASSERT_NEAR(all.dist_row(i)[j], ref.dist_row(i)[j], 2e-5) << "row " << i;
+  }
+  o.blocked_probe = 4;
+  const double some = knn_recall(x, build_knn(x, o), 400);
+  o.blocked_probe = 1;
+  const double one = knn_recall(x, build_knn(x, o), 400);
+  EXPECT_GE(some, 0.85);
+  EXPECT_LT(one, some);
+  EXPECT_EQ(parse_knn_index("blocked"), KnnIndex::Blocked);
+}
