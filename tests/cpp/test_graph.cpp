@@ -283,7 +283,8 @@ TEST(Parents, RenumberedRowsGiveIdenticalLinks) {
     // and both agree with the pairwise definition
     const auto sq = transition_probabilities(g, g.k, renumbered.tpdi_sigma, true);
     for (int64_t i = 0; i < g.n; i += 97)
-      if (b.parent[i * b.max_conn] >= 0)
+      if (b.parent[i * b.max_conn] >= 0) {
         EXPECT_NEAR(b.dist[i * b.max_conn], tpdi_pair(g, sq, i, b.parent[i * b.max_conn]), 1e-6);
+      }
   }
 }

@@ -154,7 +154,9 @@ TEST(KnnCache, RoundTripStoredAndCompressed) {
     const KnnGraph back = read_knn_npz(dir.file("g.npz"), 4);
     EXPECT_EQ(back.nbrs, g.nbrs);
     for (int i = 0; i < 12; ++i)
-      if (g.nbrs[i] >= 0) EXPECT_EQ(back.dists[i], g.dists[i]);
+      if (g.nbrs[i] >= 0) {
+        EXPECT_EQ(back.dists[i], g.dists[i]);
+      }
   }
 }
 

@@ -30,7 +30,9 @@ TEST(Knn, ExactFlatEqualsBruteForce) {
       for (int j = 0; j < g.k; ++j) ASSERT_NEAR(g.dist_row(i)[j], ref.dist_row(i)[j], 2e-5) << "row " << i;
       // same neighbour sets, except where a tie sits at the k-th distance
       std::set<int32_t> a(g.nbr_row(i), g.nbr_row(i) + g.k), b(ref.nbr_row(i), ref.nbr_row(i) + g.k);
-      if (ref.dist_row(i)[g.k - 1] - ref.dist_row(i)[g.k - 2] > 1e-5) EXPECT_EQ(a, b) << "row " << i;
+      if (ref.dist_row(i)[g.k - 1] - ref.dist_row(i)[g.k - 2] > 1e-5) {
+        EXPECT_EQ(a, b) << "row " << i;
+      }
     }
     EXPECT_NEAR(knn_recall(x, g, x.rows), 1.0, 1e-9);
   }
