@@ -91,8 +91,9 @@ struct RunPlan {
 
 RunPlan resolve_plan(Job job, const PlanRequest& request);
 
-// The keys a config file set that change nothing in `job` (resolve_plan puts them in a warning).
-std::vector<std::string> unused_config_keys(const Config& cfg, Job job);
+// The keys a config file set that change nothing in `job` (resolve_plan puts them in a warning);
+// with_model: a learned similarity runs (its inference batch, test_batch_size, then matters).
+std::vector<std::string> unused_config_keys(const Config& cfg, Job job, bool with_model = false);
 
 // Only the inputs (features, labels, kNN cache, k, index, threads) of one split of a config:
 // what the train job reads for its training and validation splits. `what` names the split.

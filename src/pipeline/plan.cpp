@@ -67,7 +67,7 @@ namespace {
 
 // Keys that change what a job does. Every other key a config sets is reported as having no
 // effect. The model's keys matter to eval (its architecture is checked against the checkpoint).
-bool key_has_effect(const std::string& key, Job job, const std::string& split) {
+bool key_has_effect(const std::string& key, Job job, const std::string& split, bool with_model) {
   static const std::set<std::string> split_keys = {"feature_path", "label_path", "knn_path", "feature_dim",
                                                    "model_topk", "is_norm_feat", "is_reload", "knn_index"};
   const size_t dot = key.find('.');
@@ -92,7 +92,8 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split) {
   if (block == "model_args") return job == Job::Eval;
   static const std::set<std::string> top = {"work_dir", "threads"};
   if (top.count(key)) return true;
-  if (job == Job::Eval) return key == "eval_epoch" || key == "test_batch_size";
+  if (key == "test_batch_size") return job == Job::Eval || with_model;  // the model's inference batch
+  if (job == Job::Eval) return key == "eval_epoch";
   return key == "test_knn_path" && split == "test_dataset_args";
 }
 
@@ -200,12 +201,12 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
 
 }  // namespace
 
-std::vector<std::string> unused_config_keys(const Config& cfg, Job job) {
+std::vector<std::string> unused_config_keys(const Config& cfg, Job job, bool with_model) {
   const bool train_split = job == Job::Cluster && cfg.test_dataset_args.feature_path.empty() &&
                            !cfg.dataset_args.feature_path.empty();
   std::vector<std::string> out;
   for (const auto& key : cfg.keys_set)
-    if (!key_has_effect(key, job, train_split ? "dataset_args" : "test_dataset_args")) out.push_back(key);
+    if (!key_has_effect(key, job, train_split ? "dataset_args" : "test_dataset_args", with_model)) out.push_back(key);
   return out;
 }
 
@@ -343,7 +344,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   }
 
   // Keys accepted from the config that change nothing in this job.
-  for (const auto& key : unused_config_keys(cfg, job)) ignored.push_back(key);
+  for (const auto& key : unused_config_keys(cfg, job, !p.model.empty())) ignored.push_back(key);
   if (!ignored.empty()) {
     const std::string job_name = job == Job::Eval ? "eval" : "cluster";
     p.warnings.push_back((req.config ? *req.config : std::string("config")) + ": keys with no effect on " + job_name +

@@ -205,4 +205,8 @@ TEST(Plan, UnusedKeysOfATrainingConfig) {
   EXPECT_EQ(std::find(eval.begin(), eval.end(), std::string("eval_epoch")), eval.end());
   EXPECT_EQ(std::find(eval.begin(), eval.end(), std::string("epochs")), eval.end());
   EXPECT_NE(std::find(eval.begin(), eval.end(), std::string("cluster_args.compute_size")), eval.end());
+  // test_batch_size is the model's inference batch: used by cluster only when a model runs
+  const Config b = parse_config("test_batch_size: 64\n", "b.yaml");
+  EXPECT_EQ(unused_config_keys(b, Job::Cluster), std::vector<std::string>{"test_batch_size"});
+  EXPECT_TRUE(unused_config_keys(b, Job::Cluster, true).empty());
 }
