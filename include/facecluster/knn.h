@@ -20,7 +20,7 @@ struct KnnOptions {
   KnnIndex index = KnnIndex::Flat;
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
-  int blocked_probe = 16;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~sqrt(N))
+  int blocked_probe = 64;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~N / 256)
   int hnsw_m = 32;
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 128;    // raised to at least k
