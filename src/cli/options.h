@@ -18,9 +18,9 @@ inline void add_knn_flags(CLI::App* cmd, PlanRequest& r) {
   cmd->add_option("-k,--k", r.k, "neighbours per row, the row itself included (default 80, model_topk; clamped to N)");
   cmd->add_option("--index", r.index,
                   "kNN index: flat (exact, default), ivf, hnsw, blocked (coarse lists, one matrix product per list; "
-                  "--nlist, --list-probe, --probe) (hnsw with more than one thread gives a different graph "
+                  "--nlist, --probe) (hnsw with more than one thread gives a different graph "
                   "each run; --threads 1 makes it reproducible)");
-  cmd->add_option("--nlist", r.nlist, "IVF lists (default 0: about 4 sqrt(N))");
+  cmd->add_option("--nlist", r.nlist, "ivf and blocked: coarse lists (default 0: ivf about 4 sqrt(N), blocked about N / 256)");
   cmd->add_option("--nprobe", r.nprobe, "IVF lists probed per query (default 32)");
   cmd->add_option("--hnsw-m", r.hnsw_m, "HNSW links per node (default 32)");
   cmd->add_option("--ef-construction", r.ef_construction, "HNSW build beam (default 80)");

@@ -400,7 +400,7 @@ const std::vector<Parameter>& run_parameters() {
     return std::vector<Parameter>{
         {"k", int64_t(c.test_dataset_args.model_topk), "neighbours per row, the row itself included"},
         {"index", std::string(c.test_dataset_args.knn_index), "kNN index: flat (exact), ivf, hnsw"},
-        {"nlist", int64_t(ko.ivf_nlist), "IVF lists (0: about 4 sqrt(N))"},
+        {"nlist", int64_t(ko.ivf_nlist), "ivf and blocked: coarse lists (0: ivf about 4 sqrt(N), blocked about N / 256)"},
         {"nprobe", int64_t(ko.ivf_nprobe), "IVF lists probed per query"},
         {"hnsw_m", int64_t(ko.hnsw_m), "HNSW links per node"},
         {"ef_construction", int64_t(ko.hnsw_ef_construction), "HNSW build beam"},
