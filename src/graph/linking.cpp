@@ -83,41 +83,41 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
 
   // TPDi reads, for each row, the neighbour lists of its neighbours and looks each entry up in
   // a per-thread mark array: on a graph in input order both are random accesses over the whole
-  // graph. The rows are renumbered in locality_order() first (ids, lists and sqrt(q) copied
-  // once), so both mostly hit cache. Every sum runs over the same terms in the same order, so
-  // the values are bit for bit those of the input order; parents are reported in input ids.
-  std::vector<float> sq;    // sqrt(q), rows in local order
-  std::vector<int32_t> nl;  // neighbour lists in local ids, rows in local order
-  std::vector<double> dl;   // density in local order
-  std::vector<int32_t> order, local;
+  // graph. The rows are renumbered in locality_order() first (or kept in input order when
+  // reorder_rows is off), and ids, lists, sqrt(q) and density copied once in that order, so
+  // both mostly hit cache. Every sum runs over the same terms in the same order whatever the
+  // numbering, so the values are bit for bit those of the input order; parents are reported in
+  // input ids. Padding (-1) becomes the id n, whose mark stays 0.
+  std::vector<float> sq;    // sqrt(q), rows in working order
+  std::vector<int32_t> nl;  // neighbour lists in working ids, rows in working order
+  std::vector<double> dl;   // density in working order
+  std::vector<int32_t> order;
+  const int64_t n = g.n;
   if (p.use_tpdi) {
-    std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
+    const std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
+    StageTimer t(p.reorder_rows ? "renumber rows for locality" : "copy rows in input order");
     if (p.reorder_rows) {
-      StageTimer t("renumber rows for locality");
       order = locality_order(g);
-      local.resize(static_cast<size_t>(g.n));
-      for (int64_t r = 0; r < g.n; ++r) local[order[r]] = static_cast<int32_t>(r);
-      sq.resize(sq_in.size());
-      nl.resize(g.nbrs.size());
-      dl.resize(static_cast<size_t>(g.n));
-#pragma omp parallel for schedule(static) num_threads(nt) if (g.n > 2000)
-      for (int64_t r = 0; r < g.n; ++r) {
-        const int64_t i = order[r];
-        const int32_t* ni = g.nbr_row(i);
-        std::copy(sq_in.begin() + i * k, sq_in.begin() + (i + 1) * k, sq.begin() + r * k);
-        for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? static_cast<int32_t>(g.n) : local[ni[a]];
-        dl[r] = density[i];
-      }
     } else {
-      sq = std::move(sq_in);
+      order.resize(static_cast<size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+    }
+    std::vector<int32_t> local(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) local[order[r]] = static_cast<int32_t>(r);
+    sq.resize(sq_in.size());
+    nl.resize(g.nbrs.size());
+    dl.resize(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > 2000)
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t i = order[r];
+      const int32_t* ni = g.nbr_row(i);
+      std::copy(sq_in.begin() + i * k, sq_in.begin() + (i + 1) * k, sq.begin() + r * k);
+      for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? static_cast<int32_t>(n) : local[ni[a]];
+      dl[r] = density[i];
     }
   }
-  const bool reordered = !order.empty();
-  const int32_t* lists = nl.data();
-  const std::vector<double>& dens = dl;
-  const int64_t n = g.n;
   ExceptionCapture errors;
-#pragma omp parallel num_threads(nt) if (g.n > 2000)
+#pragma omp parallel num_threads(nt) if (n > 2000)
   {
     // mark[x] = 1 + position of x in the current row (0: not a neighbour of it); one extra
     // entry for the padding id n of the local lists. w[1 + a] = sqrt(q) of the row's a-th entry.
@@ -130,15 +130,15 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
       if (errors.failed()) continue;
       errors.run([&] {
         if ((r & 4095) == 0 && thread_index() == 0) check_interrupt();
-        const int64_t i = reordered ? order[r] : r;  // the row in input ids
+        const int64_t i = p.use_tpdi ? order[r] : r;  // the row in input ids
         const int32_t* ni = g.nbr_row(i);
         cand.clear();
-        if (p.use_tpdi && reordered) {
-          // Local lists mark padding with the id n, whose mark stays 0, and w[0] = 0: the inner
-          // loop has no branch (adding 0 * sqrt(q) leaves the double sum bit for bit the same).
-          const int32_t* li = lists + r * k;
+        if (p.use_tpdi) {
+          // w[0] = 0 for the padding id n and for entries outside the row: the inner loop has no
+          // branch (adding 0 * sqrt(q) leaves the double sum bit for bit the same).
+          const int32_t* li = nl.data() + r * k;
           const float* sqi = sq.data() + r * k;
-          const double rho_i = dens[r];
+          const double rho_i = dl[r];
           w[0] = 0.f;
           for (int64_t a = 0; a < k; ++a) {
             w[a + 1] = sqi[a];
@@ -146,8 +146,8 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
           }
           for (int a = 0; a < k; ++a) {
             const int32_t j = li[a];
-            if (j >= n || j == r || dens[j] < rho_i) continue;
-            const int32_t* nj = lists + static_cast<int64_t>(j) * k;
+            if (j >= n || j == r || dl[j] < rho_i) continue;
+            const int32_t* nj = nl.data() + static_cast<int64_t>(j) * k;
             const float* sqj = sq.data() + static_cast<int64_t>(j) * k;
             double s = 0;
             for (int64_t b = 0; b < k; ++b) s += double(w[mark[nj[b]]]) * sqj[b];
@@ -155,25 +155,6 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
           }
           for (int64_t a = 0; a < k; ++a)
             if (li[a] < n) mark[li[a]] = 0;
-        } else if (p.use_tpdi) {
-          const float* sqi = sq.data() + i * k;
-          const double rho_i = density[i];
-          for (int64_t a = 0; a < k; ++a)
-            if (ni[a] >= 0) mark[ni[a]] = static_cast<uint16_t>(a + 1);
-          for (int a = 0; a < k; ++a) {
-            const int32_t j = ni[a];
-            if (j < 0 || j == i || density[j] < rho_i) continue;
-            const int32_t* nj = g.nbr_row(j);
-            const float* sqj = sq.data() + static_cast<int64_t>(j) * k;
-            double s = 0;
-            for (int64_t b = 0; b < k; ++b) {
-              const int32_t x = nj[b];
-              if (x >= 0 && mark[x]) s += double(sqi[mark[x] - 1]) * sqj[b];
-            }
-            cand.push_back({static_cast<float>(1.0 - s), a});
-          }
-          for (int64_t a = 0; a < k; ++a)
-            if (ni[a] >= 0) mark[ni[a]] = 0;
         } else {
           const float* di = g.dist_row(i);
           const double rho_i = density[i];
