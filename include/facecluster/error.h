@@ -20,13 +20,13 @@ class Interrupted : public Error {
   Interrupted() : Error("interrupted") {}
 };
 
-// Raw input quoted in a message: printable ASCII only (others as \xNN), at most ~80 characters,
-// in single quotes. Binary bytes or a 1 MB line never reach the terminal.
-inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
+// Raw text made safe for one terminal line: printable ASCII only (others as \xNN), at most
+// ~max_chars characters (then "... (N bytes)"). Binary bytes or a 1 MB line never reach the terminal.
+inline std::string printable(const std::string& s, size_t max_chars = 80) {
   static const char* hex = "0123456789abcdef";
-  std::string out = "'";
+  std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (out.size() > max_chars) return out + "...' (" + std::to_string(s.size()) + " bytes)";
+    if (out.size() >= max_chars) return out + "... (" + std::to_string(s.size()) + " bytes)";
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c < 0x7f) {
       out += static_cast<char>(c);
@@ -36,7 +36,12 @@ inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
       out += hex[c & 15];
     }
   }
-  return out + "'";
+  return out;
+}
+
+// Raw input quoted in a message: printable(s) in single quotes.
+inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
+  return "'" + printable(s, max_chars) + "'";
 }
 
 }  // namespace facecluster

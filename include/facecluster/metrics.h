@@ -17,6 +17,9 @@ struct Scores {
   double nmi = 0, ari = 0;
 };
 
+// The size of each class, in order of first appearance. Labels may be any int64 values.
+std::vector<int64_t> class_sizes(const Labels& labels);
+
 // pred and gt must have the same length (> 0). Labels may be any int64 values.
 Scores evaluate(const Labels& pred, const Labels& gt);
 

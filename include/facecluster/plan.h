@@ -94,6 +94,8 @@ RunPlan resolve_plan(Job job, const PlanRequest& request);
 // The keys a config file set that change nothing in `job` (resolve_plan puts them in a warning);
 // with_model: a learned similarity runs (its inference batch, test_batch_size, then matters).
 std::vector<std::string> unused_config_keys(const Config& cfg, Job job, bool with_model = false);
+// The one warning line that names them: "SOURCE: keys with no effect on JOB: a, b, ...".
+std::string no_effect_warning(const std::string& source, Job job, const std::vector<std::string>& keys);
 
 // Only the inputs (features, labels, kNN cache, k, index, threads) of one split of a config:
 // what the train job reads for its training and validation splits. `what` names the split.

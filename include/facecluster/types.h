@@ -48,4 +48,8 @@ struct KnnGraph {
 
 using Labels = std::vector<int64_t>;
 
+// The largest distance a graph may hold: 1 - cosine similarity lies in [0, 2] (learned
+// distances in [0, 1]); the margin absorbs float rounding.
+constexpr float kMaxDistance = 2.001f;
+
 }  // namespace facecluster

@@ -52,11 +52,8 @@ std::function<void()> add_train(CLI::App& app) {
     if (global_threads()) cfg.threads = static_cast<int>(*global_threads());
     require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");
     check_training_config(cfg);  // before the kNN caches are built
-    if (const auto unused = unused_config_keys(cfg, Job::Train); !unused.empty()) {
-      std::string list;
-      for (const auto& k : unused) list += (list.empty() ? "" : ", ") + k;
-      log_warn(a->config + ": keys with no effect on train: " + list);
-    }
+    if (const auto unused = unused_config_keys(cfg, Job::Train); !unused.empty())
+      log_warn(no_effect_warning(a->config, Job::Train, unused));
     Split train = load_split(cfg, cfg.dataset_args, cfg.train_knn_path, a->config + ": dataset_args");
     std::unique_ptr<Split> val;
     const DatasetArgs& vd = cfg.test_dataset_args;

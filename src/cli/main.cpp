@@ -19,16 +19,8 @@ void on_stop_signal(int sig) { g_signal = sig; }
 bool interrupted() { return g_signal != 0; }
 int interrupted_exit_code() { return 128 + (g_signal ? int(g_signal) : SIGINT); }  // 130 or 143
 
-// One line, printable, at most ~200 characters: a parse error may quote raw input.
-std::string one_line(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\n' || c == '\r') break;
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-    if (out.size() >= 200) return out + "...";
-  }
-  return out;
-}
+// The first line of a parse error, printable: it may quote raw input.
+std::string one_line(const std::string& s) { return facecluster::printable(s.substr(0, s.find_first_of("\r\n")), 200); }
 }  // namespace
 
 namespace facecluster::cli {

@@ -26,7 +26,7 @@ void validate_graph(const KnnGraph& g, const std::string& source) {
       // this method can use, and infinities would break the histograms of the calibration.
       FC_CHECK(!std::isnan(d[j]), source << ": row " << i << " neighbour " << j << " has a NaN distance");
       FC_CHECK(d[j] >= 0, source << ": row " << i << " neighbour " << j << " has negative distance " << d[j]);
-      FC_CHECK(std::isfinite(d[j]) && d[j] <= 2.001f,
+      FC_CHECK(std::isfinite(d[j]) && d[j] <= kMaxDistance,
                source << ": row " << i << " neighbour " << j << " has distance " << d[j]
                       << ", outside [0, 2] (distances are 1 - cosine similarity)");
       FC_CHECK(j == 0 || d[j] >= d[j - 1], source << ": row " << i << " is not sorted by distance (" << d[j - 1]

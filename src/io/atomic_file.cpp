@@ -133,15 +133,7 @@ void check_not_an_input(const std::string& output, const std::vector<NamedPath>&
   }
 }
 
-void write_text_file(const std::string& path, const std::string& content) {
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    FC_CHECK(out, "cannot open " << tmp << " for writing");
-    out << content;
-    out.close();
-    FC_CHECK(out, "write to " << path << " failed (disk full?)");
-  });
-}
+void write_text_file(const std::string& path, const std::string& content) { write_text_files({{path, content}}); }
 
 std::string read_text_file(const std::string& path) {
   std::error_code ec;

@@ -166,7 +166,7 @@ KnnGraph read_knn_npz(const std::string& path, int64_t expected_n) {
         float dv = dist_in[j];
         if (nb[j] < 0) dv = std::numeric_limits<float>::infinity();
         FC_CHECK(!std::isnan(dv), "kNN cache " << path << ": row " << i << " neighbour " << j << " has a NaN distance");
-        FC_CHECK(nb[j] < 0 || (std::isfinite(dv) && dv <= 2.001f),
+        FC_CHECK(nb[j] < 0 || (std::isfinite(dv) && dv <= kMaxDistance),
                  "kNN cache " << path << ": row " << i << " neighbour " << j << " has distance " << dv
                               << ", outside [0, 2] (distances are 1 - cosine similarity)");
         FC_CHECK(dv > -1e-3f, "kNN cache " << path << ": row " << i << " neighbour " << j << " has negative distance "

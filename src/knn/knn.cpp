@@ -90,7 +90,7 @@ std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt,
     idx->hnsw.efSearch = std::max(opt.hnsw_ef_search, opt.k);
     return idx;
   }
-  {
+  if (opt.index == KnnIndex::Ivf) {
     int64_t nlist = opt.ivf_nlist;
     if (nlist <= 0) nlist = std::max<int64_t>(1, std::min<int64_t>(std::llround(4 * std::sqrt(double(x.rows))), x.rows / 39));
     FC_CHECK(nlist <= x.rows, "ivf nlist " << nlist << " exceeds the number of rows " << x.rows);
@@ -110,6 +110,7 @@ std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt,
     idx->train(nt, train.data());
     return idx;
   }
+  FC_FAIL("internal: the " << knn_index_name(opt.index) << " index is not built through faiss");
 }
 
 }  // namespace

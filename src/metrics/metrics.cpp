@@ -30,6 +30,14 @@ double comb2(double x) { return x * (x - 1) / 2; }
 
 }  // namespace
 
+std::vector<int64_t> class_sizes(const Labels& labels) {
+  int64_t count = 0;
+  const std::vector<int32_t> ids = densify(labels, &count);
+  std::vector<int64_t> sizes(static_cast<size_t>(count), 0);
+  for (int32_t c : ids) ++sizes[static_cast<size_t>(c)];
+  return sizes;
+}
+
 Scores evaluate(const Labels& pred, const Labels& gt) {
   FC_CHECK(pred.size() == gt.size(),
            "cannot score: " << pred.size() << " predicted labels but " << gt.size() << " true labels");

@@ -104,7 +104,7 @@ void check_input_file(const std::string& path, const std::string& what) {
 }
 
 // The folder that will hold `path` must exist (or be creatable when create_parents) and be
-// writable; returns a message or "".
+// writable; throws otherwise.
 void check_writable_target(const std::string& path, const std::string& what, bool create_parents) {
   std::error_code ec;
   fs::path target = fs::absolute(fs::path(path), ec);
@@ -134,12 +134,10 @@ T pick(const std::optional<T>& flag, const T& config_value) {
   return flag ? *flag : config_value;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
+// cluster reads test_dataset_args, or dataset_args when only that one names features.
+bool clusters_the_training_split(const Config& cfg, Job job) {
+  return job == Job::Cluster && cfg.test_dataset_args.feature_path.empty() && !cfg.dataset_args.feature_path.empty();
 }
-
 
 // Inputs and kNN options of one split: the config's dataset keys, then the request's flags.
 void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std::string& knn_fallback,
@@ -182,7 +180,6 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   const int64_t efs = pick(req.ef_search, int64_t(knn_defaults.hnsw_ef_search));
   const int64_t probe = pick(req.probe, int64_t(knn_defaults.blocked_probe));
   FC_CHECK(probe >= 1 && probe <= 4096, "probe must be in [1, 4096], got " << probe);
-
   FC_CHECK(nlist >= 0 && nlist <= (int64_t{1} << 30), "nlist must be >= 0 (0: about 4 sqrt(N)), got " << nlist);
   FC_CHECK(nprobe >= 1 && nprobe <= (int64_t{1} << 30), "nprobe must be >= 1, got " << nprobe);
   FC_CHECK(hnsw_m >= 2 && hnsw_m <= 1024, "hnsw_m must be in [2, 1024], got " << hnsw_m);
@@ -194,7 +191,6 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   p.knn.hnsw_ef_construction = static_cast<int>(efc);
   p.knn.hnsw_ef_search = static_cast<int>(efs);
   p.knn.blocked_probe = static_cast<int>(probe);
-
   p.threads = plan_threads(pick(req.threads, int64_t(cfg.threads)));
   p.knn.threads = p.threads;
 }
@@ -202,12 +198,18 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
 }  // namespace
 
 std::vector<std::string> unused_config_keys(const Config& cfg, Job job, bool with_model) {
-  const bool train_split = job == Job::Cluster && cfg.test_dataset_args.feature_path.empty() &&
-                           !cfg.dataset_args.feature_path.empty();
+  const std::string split = clusters_the_training_split(cfg, job) ? "dataset_args" : "test_dataset_args";
   std::vector<std::string> out;
   for (const auto& key : cfg.keys_set)
-    if (!key_has_effect(key, job, train_split ? "dataset_args" : "test_dataset_args", with_model)) out.push_back(key);
+    if (!key_has_effect(key, job, split, with_model)) out.push_back(key);
   return out;
+}
+
+std::string no_effect_warning(const std::string& source, Job job, const std::vector<std::string>& keys) {
+  std::string list;
+  for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+  const char* name = job == Job::Eval ? "eval" : job == Job::Train ? "train" : "cluster";
+  return source + ": keys with no effect on " + name + ": " + list;
 }
 
 RunPlan resolve_split(const Config& cfg, const DatasetArgs& ds, const std::string& knn_fallback, const std::string& what) {
@@ -224,16 +226,11 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   RunPlan p;
   p.job = job;
 
-  // The split: test_dataset_args, or dataset_args when only that one names features (cluster).
-  const bool use_train_split = job == Job::Cluster && cfg.test_dataset_args.feature_path.empty() &&
-                               !cfg.dataset_args.feature_path.empty();
-  const std::string split = use_train_split ? "dataset_args" : "test_dataset_args";
-  const DatasetArgs& ds = use_train_split ? cfg.dataset_args : cfg.test_dataset_args;
-  const std::string knn_fallback = use_train_split ? "" : cfg.test_knn_path;
-
+  const bool train_split = clusters_the_training_split(cfg, job);
+  const DatasetArgs& ds = train_split ? cfg.dataset_args : cfg.test_dataset_args;
+  const std::string knn_fallback = train_split ? "" : cfg.test_knn_path;
   const std::string where = req.config ? *req.config + ": " : std::string();
   fill_inputs(p, cfg, ds, knn_fallback, req, where, job, req.config.has_value());
-
 
   // The learned similarity.
   p.model = pick(req.model, std::string());
@@ -256,7 +253,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   if (!p.model.empty()) check_input_file(p.model, "model");
 #endif
   p.model_args = cfg.model_args;
-  p.inference.precision = parse_precision(pick(req.precision, std::string("fp32")));
+  if (req.precision) p.inference.precision = parse_precision(*req.precision);
   const int64_t batch = pick(req.batch_size, int64_t(cfg.test_batch_size));
   FC_CHECK(batch >= 1 && batch <= 1000000, "batch_size must be in [1, 1000000], got " << batch);
   p.inference.batch_size = static_cast<int>(batch);
@@ -312,7 +309,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     p.taus = config_taus;
     p.tau_automatic = false;
   }
-  const int64_t bins = pick(req.bins, int64_t(5));
+  const int64_t bins = pick(req.bins, int64_t(RunPlan{}.bins));
   FC_CHECK(bins >= 1 && bins <= 1000, "bins must be in [1, 1000], got " << bins);
   p.bins = static_cast<int>(bins);
 
@@ -345,11 +342,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
 
   // Keys accepted from the config that change nothing in this job.
   for (const auto& key : unused_config_keys(cfg, job, !p.model.empty())) ignored.push_back(key);
-  if (!ignored.empty()) {
-    const std::string job_name = job == Job::Eval ? "eval" : "cluster";
-    p.warnings.push_back((req.config ? *req.config : std::string("config")) + ": keys with no effect on " + job_name +
-                         ": " + join(ignored));
-  }
+  if (!ignored.empty()) p.warnings.push_back(no_effect_warning(req.config ? *req.config : "config", job, ignored));
   return p;
 }
 
@@ -418,7 +411,7 @@ const std::vector<Parameter>& run_parameters() {
         {"ndde_sigma", c.density_args.ndde_sigma, "density temperature"},
         {"tpdi_sigma", c.density_args.tpdi_sigma, "TPDi temperature"},
         {"max_conn", int64_t(c.cluster_args.max_conn), "parents per face"},
-        {"bins", int64_t(5), "hard-cluster bins (by size and by sparsity) when labels are given"},
+        {"bins", int64_t(RunPlan{}.bins), "hard-cluster bins (by size and by sparsity) when labels are given"},
         {"threads", int64_t(c.threads), "worker threads (0: all cores)"},
     };
   }();

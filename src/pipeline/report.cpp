@@ -75,13 +75,6 @@ std::vector<SizeBucket> size_buckets(const std::vector<int64_t>& sizes, int64_t 
   return b;
 }
 
-std::vector<int64_t> predicted_sizes(const Labels& labels) {
-  if (labels.empty()) return {};
-  std::vector<int64_t> count(static_cast<size_t>(*std::max_element(labels.begin(), labels.end()) + 1), 0);
-  for (int64_t l : labels) ++count[static_cast<size_t>(l)];
-  return count;
-}
-
 int64_t largest_of(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   int64_t m = 1;
   for (int64_t v : a) m = std::max(m, v);
@@ -239,7 +232,7 @@ std::string chart_link_histogram(const ClusterReport& r) {
 }
 
 std::string chart_cluster_sizes(const ClusterReport& r) {
-  const auto pred = predicted_sizes(r.labels);
+  const auto pred = class_sizes(r.labels);
   const int64_t largest = largest_of(pred, r.true_sizes);
   const auto pb = size_buckets(pred, largest);
   const auto tb = size_buckets(r.true_sizes, largest);
@@ -355,7 +348,7 @@ std::string render_json(const ClusterReport& r) {
   out << ", \"link_histogram\": {\"bin_width\": " << 1.0 / kLinkBins << ", \"counts\": [";
   for (size_t i = 0; i < h.size(); ++i) out << (i ? ", " : "") << h[i];
   out << "]}";
-  const auto pred = predicted_sizes(r.labels);
+  const auto pred = class_sizes(r.labels);
   const int64_t largest = largest_of(pred, r.true_sizes);
   out << ", \"cluster_sizes\": {\"predicted\": " << buckets_json(size_buckets(pred, largest));
   if (r.scored) out << ", \"true\": " << buckets_json(size_buckets(r.true_sizes, largest));

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <filesystem>
-#include <map>
 
 #include "facecluster/calibrate.h"
 #include "facecluster/error.h"
@@ -97,19 +96,6 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x) {
   }
   return g;
 }
-
-namespace {
-
-std::vector<int64_t> class_sizes(const Labels& labels) {
-  std::map<int64_t, int64_t> count;
-  for (int64_t l : labels) ++count[l];
-  std::vector<int64_t> sizes;
-  sizes.reserve(count.size());
-  for (const auto& kv : count) sizes.push_back(kv.second);
-  return sizes;
-}
-
-}  // namespace
 
 ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const SimilarityStage& similarity) {
   FC_CHECK(in.features || in.graph, "the pipeline needs features or a kNN graph");
