@@ -12,6 +12,7 @@ struct SynthOptions {
   int64_t dim = 256;          // embedding dimension (the cosine map may add dimensions)
   int64_t identities = 0;     // 0: n / 68 (MS1M's mean identity size), at least 1
   uint64_t seed = 42;
+  double single_share = 0.0;  // share of identities with exactly one face (drawn before small_share)
   double small_share = 0.30;  // share of identities with 1 to 5 faces
   double size_sigma = 1.0;    // log-normal spread of the other identities' sizes
   int64_t max_size = 1500;    // cap on one identity's size

@@ -6,6 +6,7 @@
 // - labels: one int64 per row.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

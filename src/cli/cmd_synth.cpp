@@ -17,6 +17,7 @@ std::function<void()> add_synth(CLI::App& app) {
   cmd->add_option("-d,--dim", opt->dim, "embedding dimension")->capture_default_str();
   cmd->add_option("--ids", opt->identities, "number of identities (0: n / 68)")->capture_default_str();
   cmd->add_option("--seed", opt->seed, "random seed")->capture_default_str();
+  cmd->add_option("--single-share", opt->single_share, "share of identities with exactly one face")->capture_default_str();
   cmd->add_option("--small-share", opt->small_share, "share of identities with 1-5 faces")->capture_default_str();
   cmd->add_option("--size-sigma", opt->size_sigma, "log-normal spread of identity sizes")->capture_default_str();
   cmd->add_option("--max-size", opt->max_size, "largest identity")->capture_default_str();

@@ -56,7 +56,10 @@ std::vector<int64_t> identity_sizes(const SynthOptions& opt, int64_t ids, std::m
   int64_t small_total = 0;
   double wsum = 0;
   for (int64_t c = 0; c < ids; ++c) {
-    if (uni(rng) < opt.small_share) {
+    if (opt.single_share > 0 && uni(rng) < opt.single_share) {  // no draw at 0: older seeds keep their bytes
+      size[c] = 1;
+      small_total += 1;
+    } else if (uni(rng) < opt.small_share) {
       size[c] = 1 + static_cast<int64_t>(uni(rng) * 5);
       small_total += size[c];
     } else {
@@ -97,7 +100,7 @@ SynthData make_synthetic(const SynthOptions& opt) {
     FC_CHECK(have <= 0 || need < have, "synth: " << opt.n << " x " << opt.dim << " faces need about " << need / (1 << 30)
                                                  << " GiB; this machine has " << have / (1 << 30) << " GiB");
   }
-  for (const auto& [name, share] : {std::pair<const char*, double>{"small_share", opt.small_share},
+  for (const auto& [name, share] : {std::pair<const char*, double>{"single_share", opt.single_share}, {"small_share", opt.small_share},
                                     {"two_mode_share", opt.two_mode_share},
                                     {"near_dup_share", opt.near_dup_share},
                                     {"mislabel_share", opt.mislabel_share}})

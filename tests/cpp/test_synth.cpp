@@ -1,3 +1,4 @@
+#include <map>
 #include "facecluster/error.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
@@ -90,4 +91,23 @@ TEST(Synth, BadOptions) {
   o.n = 10;
   o.dim = 0;
   EXPECT_THROW(make_synthetic(o), Error);
+}
+
+TEST(Synth, SingleShareGivesThatShareOfOneFaceIdentities) {
+  SynthOptions o;
+  o.n = 20000;
+  o.dim = 32;
+  o.identities = 4000;
+  o.single_share = 0.6;
+  o.small_share = 0.0;
+  o.mislabel_share = 0.0;  // a mislabel would move a face between identities
+  const SynthData d = make_synthetic(o);
+  std::map<int64_t, int64_t> size;
+  for (int64_t l : d.labels) ++size[l];
+  int64_t ones = 0;
+  for (const auto& [id, n] : size) ones += n == 1;
+  // 4,000 identities, each single with probability 0.6: 2,400 expected, sd about 31. The other
+  // identities share the remaining 17,600 faces, so almost none of them ends up with one face.
+  EXPECT_EQ(static_cast<int64_t>(size.size()), 4000);
+  EXPECT_NEAR(static_cast<double>(ones), 2400.0, 130.0);
 }
