@@ -262,6 +262,13 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
   c.mixture = fit_mixture(sim, ps.anchor);
+  {
+    std::vector<float> dist(sim.size());
+    for (size_t i = 0; i < sim.size(); ++i) dist[i] = 1.f - sim[i];
+    std::nth_element(dist.begin(), dist.begin() + dist.size() / 2, dist.end());
+    c.order_scale = std::max(1e-6, double(dist[dist.size() / 2]));
+    c.order_weight = base.tpdi_sigma;
+  }
   c.same = SameProbability(c.mixture, lo, hi);
   c.params = base;
   const Mixture& m = c.mixture;
@@ -276,8 +283,9 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
                                                                                                : "different class") +
                                                         ", left free"
                                                   : ""));
-  c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity); P(same) = 0.5 at similarity %.3f",
-                        c.same.threshold()));
+  c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity) + %.3f x distance / %.3f (the median kNN "
+                        "distance: the order within a class, at the TPDi temperature); P(same) = 0.5 at similarity %.3f",
+                        c.order_weight, c.order_scale, c.same.threshold()));
   return c;
 }
 
@@ -289,7 +297,8 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
     float* d = out.dist_row(i);
     for (int j = 0; j < g.k; ++j) {
       if (nb[j] < 0) continue;
-      d[j] = nb[j] == i ? 0.f : static_cast<float>(1.0 - c.same(1.0 - double(g.dist_row(i)[j])));
+      const double raw = g.dist_row(i)[j];
+      d[j] = nb[j] == i ? 0.f : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }
   }
@@ -312,22 +321,29 @@ double stable_tau(const Links& links, std::string* note, double depth) {
   const int64_t ref = window(lo - half);  // links with TPDi in [0.45, 0.5)
   int64_t least = window(lo);
   for (int b = lo; b <= hi; ++b) least = std::min(least, window(b));
-  // The middle of the first run of windows at the minimum.
+  // Where the valley is: the middle of the first run at the minimum of windows twice as wide,
+  // so that a few stray links inside a long empty stretch do not pin tau to its edge.
+  auto wide = [&](int b) { return cum[std::min(bins, b + 2 * half)] - cum[std::max(0, b - 2 * half)]; };
+  int64_t least_wide = wide(lo);
+  for (int b = lo; b <= hi; ++b) least_wide = std::min(least_wide, wide(b));
   int first = lo;
-  while (window(first) != least) ++first;
+  while (wide(first) != least_wide) ++first;
   int last = first;
-  while (last + 1 <= hi && window(last + 1) == least) ++last;
+  while (last + 1 <= hi && wide(last + 1) == least_wide) ++last;
   const double valley = (first + last) / 2.0 / bins;
-  const bool judged = ref >= 20;
-  const bool deep = judged && static_cast<double>(least) <= depth * static_cast<double>(ref);
+  // Too few links below the midpoint at all: nothing to judge stability against. Few links just
+  // below 0.5 but many further down is no reason to stop at 0.5: the same-identity links have
+  // already thinned out, and a floor as low as the minimum count makes the valley deep.
+  const bool judged = cum[lo] >= 20;
+  const bool deep = judged && static_cast<double>(least) <= depth * static_cast<double>(std::max<int64_t>(ref, 20));
   // Without a deep valley: where the links thin out to the floor (at most twice the fewest).
   int floor_start = lo;
   while (floor_start < hi && window(floor_start) > 2 * least) ++floor_start;
   const double tau = !judged ? 0.5 : deep ? valley : static_cast<double>(floor_start) / bins;
   if (note) {
     if (!judged)
-      *note = fmt("tau 0.5: too few links near the calibrated midpoint to judge stability (%.0f in [0.45, 0.5)); "
-                  "link when calibrated neighbourhoods overlap by more than half", double(ref));
+      *note = fmt("tau 0.5: too few links below the calibrated midpoint to judge stability (%.0f); "
+                  "link when calibrated neighbourhoods overlap by more than half", double(cum[lo]));
     else if (deep)
       *note = fmt("tau %.3f: the clustering is most stable there (%.0f links per 0.05 of tau, against %.0f just "
                   "below 0.5)", valley, double(least), double(ref));

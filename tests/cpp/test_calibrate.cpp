@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -96,16 +97,27 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
     const double b = (1 - m.same_weight) * pdf(s, m.diff_mean, m.diff_sd);
     return a / (a + b);
   };
+  // The order term: the TPDi temperature times the distance over the median non-self distance
+  // (the graph is small, so every row is in the calibration's sample).
+  std::vector<double> nonself;
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int j = 0; j < g.k; ++j)
+      if (g.nbr_row(i)[j] != i) nonself.push_back(g.dist_row(i)[j]);
+  std::sort(nonself.begin(), nonself.end());
+  const double median = nonself[nonself.size() / 2], weight = GraphParams{}.tpdi_sigma;
+  EXPECT_NEAR(c.order_scale, median, 1e-6);
+  EXPECT_DOUBLE_EQ(c.order_weight, weight);
   int64_t checked_against_bayes = 0;
   for (int64_t i = 0; i < g.n; ++i) {
     EXPECT_EQ(out.dist_row(i)[0], 0.f);
     for (int j = 1; j < g.k; ++j) {
       EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
       const double s = 1.0 - double(g.dist_row(i)[j]);
-      EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s), 1e-6) << "row " << i << " entry " << j;
+      const double order = weight * double(g.dist_row(i)[j]) / median;
+      EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s) + order, 1e-6) << "row " << i << " entry " << j;
       // Between the two means the monotone posterior is Bayes' rule itself.
       if (s > m.diff_mean && s < m.same_mean) {
-        EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s), 0.01) << "s " << s;
+        EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s) + order, 0.01) << "s " << s;
         ++checked_against_bayes;
       }
     }
@@ -144,6 +156,21 @@ TEST(StableTau, MovesToADeepValleyAboveTheMidpoint) {
   EXPECT_NE(note.find("most stable"), std::string::npos) << note;
 }
 
+TEST(StableTau, AStrayLinkDoesNotPinTauToTheEdgeOfTheValley) {
+  // Same-identity links up to 0.65, one stray link at 0.72, then nothing until the pile at
+  // 0.95-1. Windows 0.05 wide are empty just above 0.65 (before the stray) and again from about
+  // 0.75; the valley is the long stretch after the stray, so tau lands in (0.75, 0.92), not at 0.68.
+  std::vector<std::pair<double, int>> g;
+  for (int b = 0; b < 13; ++b) g.emplace_back(0.025 + 0.05 * b, 100);
+  g.emplace_back(0.72, 1);
+  g.emplace_back(0.975, 300);
+  std::string note;
+  const double tau = facecluster::stable_tau(links_with(g), &note);
+  EXPECT_GT(tau, 0.75);
+  EXPECT_LT(tau, 0.92);
+  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
+}
+
 TEST(StableTau, WithoutADeepValleyLinksUpToTheFloor) {
   // Links thin out gradually to a floor of 25 per 0.05 from 0.75 on: not deep against the 100
   // just below 0.5, so tau goes where the windows first hold at most twice the floor (0.675).
@@ -164,6 +191,17 @@ TEST(StableTau, StaysAtTheMidpointWithoutAClearPlateau) {
   std::string note;
   EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with(g), &note), 0.5);
   EXPECT_NE(note.find("no deep stable plateau"), std::string::npos) << note;
-  // Too few links near the midpoint to judge: the midpoint too.
-  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with({{0.1, 500}, {0.47, 5}, {0.99, 50}}), nullptr), 0.5);
+  // Too few links below the midpoint at all to judge: the midpoint too.
+  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with({{0.1, 12}, {0.47, 5}, {0.99, 50}}), nullptr), 0.5);
+}
+
+TEST(StableTau, FewLinksJustBelowTheMidpointMeanTheyHaveThinnedOut) {
+  // Same-identity links at 0.1, only 5 just below 0.5, nothing in (0.5, 0.95), strangers at
+  // 0.99: a clean separation, so tau goes into the empty stretch, not to 0.5 (family 52354408 of
+  // the issue-13 bench: 0.5 gave F_P 0.916 where 0.981 was reachable).
+  std::string note;
+  const double tau = facecluster::stable_tau(links_with({{0.1, 500}, {0.47, 5}, {0.99, 50}}), &note);
+  EXPECT_GT(tau, 0.6);
+  EXPECT_LT(tau, 0.92);
+  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
 }
