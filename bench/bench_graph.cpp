@@ -126,8 +126,8 @@ void BM_GraphStage(benchmark::State& state) {
   else if (input_order_seconds().count(key)) state.counters["reorder_vs_input"] = seconds / input_order_seconds()[key];
 }
 
-// Self-calibration (calibrate.h): mixture fit with shared-neighbour anchors, then the
-// rescaled copy of the graph. time_vs_scan as above.
+// Self-calibration (calibrate.h): the two-view mixture fit (similarity and shared neighbours),
+// then the rescaled copy of the graph. time_vs_scan as above.
 void BM_Calibration(benchmark::State& state) {
   const KnnGraph& g = graph();
   set_log_level(0);
@@ -145,6 +145,28 @@ void BM_Calibration(benchmark::State& state) {
   state.counters["time_vs_scan"] = seconds / scan;
 }
 
+// The automatic cut (likelihood_tau) on the calibrated graph's links, against the graph stage
+// that produced them (cut_vs_graph_stage), both measured here.
+void BM_LikelihoodTau(benchmark::State& state) {
+  const KnnGraph& g = graph();
+  set_log_level(0);
+  const Calibration c = calibrate_graph(g, GraphParams{});
+  const KnnGraph cal = apply_calibration(g, c);
+  const auto t0 = std::chrono::steady_clock::now();
+  const GraphResult gr = run_graph_stage(cal, GraphParams{});
+  const double stage = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double seconds = 0, tau = 0;
+  for (auto _ : state) {
+    const auto t1 = std::chrono::steady_clock::now();
+    tau = likelihood_tau(gr.links, c.pairs, nullptr);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  }
+  state.counters["pairs"] = double(c.pairs.size());
+  state.counters["tau"] = tau;
+  state.counters["cut_s"] = seconds;
+  state.counters["cut_vs_graph_stage"] = seconds / stage;
+}
+
 }  // namespace
 
 // args: threads, full NDDE (0/1), rows renumbered for locality (0/1); each reordered case
@@ -154,4 +176,5 @@ BENCHMARK(BM_GraphStage)
     ->Args({2, 0, 0})->Args({2, 0, 1})->Args({1, 0, 0})->Args({1, 0, 1})->Args({2, 1, 1})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_Calibration)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_LikelihoodTau)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_MAIN();

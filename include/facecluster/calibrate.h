@@ -1,8 +1,8 @@
-// Self-calibration for clustering without labels (docs/calibration.md): a two-component
-// mixture fitted to the kNN similarities (anchored by pairs whose neighbour lists clearly do or
-// do not overlap) turns each graph distance into a calibrated 1 - P(same identity), the scale
-// the method's constants were designed for; the linking threshold comes from the stability of
-// the clustering over tau.
+// Self-calibration for clustering without labels (docs/calibration.md): a two-class mixture
+// fitted to the kNN pairs, seen by their similarity and by the overlap of the two faces'
+// neighbour lists, turns each graph distance into a calibrated 1 - P(same identity) (plus the
+// raw order within a class), the scale the method's constants were designed for; the linking
+// threshold is the one whose clustering makes the sampled pairs' probabilities most likely.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +18,19 @@ struct Mixture {
   int iterations = 0;
 };
 
-// Fits two Gaussians (same / different identity) to similarity values by EM. Deterministic.
-// anchor (empty, or one per value): 1 = known same, 0 = known different, -1 = unknown; known
-// values keep their class in every EM step (semi-supervised EM).
-Mixture fit_mixture(const std::vector<float>& similarity, const std::vector<int8_t>& anchor = {});
+// The kNN pairs as a mixture of same-person and stranger pairs seen two ways: the pair's
+// similarity (a Gaussian per class) and the overlap of the two faces' neighbour lists (a free
+// histogram of kOverlapBins bins per class), the two views independent given the class. EM
+// starts from the pairs sharing at least half their lists as "same" and under a tenth as
+// "different" and then learns what overlap each class really has (docs/calibration.md).
+constexpr int kOverlapBins = 10;
+constexpr double kStartSameOverlap = 0.5, kStartDiffOverlap = 0.1;
+struct TwoViewMixture {
+  Mixture similarity;
+  std::vector<double> overlap_same, overlap_diff;  // probability of each overlap bin
+  double posterior(double s, double overlap) const;  // P(same | similarity, overlap)
+};
+TwoViewMixture fit_two_view(const std::vector<float>& similarity, const std::vector<float>& overlap);
 
 // P(same | s), made non-decreasing in s.
 class SameProbability {
@@ -38,37 +47,39 @@ class SameProbability {
   double threshold_ = 0.5;
 };
 
+// One sampled neighbour pair and the log-odds that it is one person, log(P / (1 - P)), with P
+// from the two-view fit held within [kMinPairProbability, 1 - kMinPairProbability]: one pair's
+// evidence counts at most 1000:1, so a few pairs in a Gaussian's far tail cannot outvote the rest.
+struct PairEvidence {
+  int32_t a = 0, b = 0;
+  float log_odds = 0;
+};
+constexpr double kMinPairProbability = 1e-3;
+
 struct Calibration {
-  Mixture mixture;
+  TwoViewMixture fit;
+  Mixture mixture;  // fit.similarity: P(same | similarity) for the distances
   SameProbability same;
   // The raw order kept inside a class: distance d becomes 1 - P(same) + order_weight * d /
   // order_scale, with order_scale the median non-self kNN distance and order_weight the TPDi
   // temperature (docs/calibration.md, "order within a class").
   double order_weight = 0, order_scale = 1;
   GraphParams params;  // what the graph stage should run with
+  std::vector<PairEvidence> pairs;  // the sampled pairs, for the cut (likelihood_tau)
   std::vector<std::string> notes;
 };
 
-// Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned).
-// Pairs whose two faces share at least half their neighbour lists anchor the "same" class,
-// pairs sharing under a tenth the "different" class.
+// Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned): the
+// two-view mixture over about 2M sampled neighbour pairs (every r-th row, all its neighbours).
 Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
 
 // The same graph with calibrated distances 1 - P(same) + order_weight * d / order_scale; the
 // map is increasing in d, so neighbour order is unchanged.
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
 
-// The linking threshold from the stability of the clustering over tau. With one parent per face
-// the links form a forest, so the number of clusters at tau is N minus the links with TPDi < tau:
-// the histogram of link TPDi values is how fast the clustering changes with tau. Above the
-// calibrated midpoint (0.5) the clustering is most stable where that histogram is lowest; when
-// that valley is deep (at most `depth` times the links just below 0.5) tau moves to its middle
-// (the middle of the lowest run of windows 0.1 wide, so that a few stray links cannot pin it);
-// otherwise tau goes where the links first thin out to that floor (a window with at most twice
-// the fewest links). The reference counts at least 20 links (a nearly empty window just below
-// 0.5 means the links have already thinned out); with under 20 links below 0.5 in all there is
-// too little to judge: 0.5.
-// `note` receives one line saying what was chosen and why.
-double stable_tau(const Links& links, std::string* note, double depth = 0.15);
+// The linking threshold by maximum likelihood: of the clusterings the links give at tau = 0.005,
+// 0.010, ..., 0.995, the one under which the sampled pairs' calibrated same-person probabilities
+// are most likely (pairs together: P; pairs apart: 1 - P). `note` says what was chosen.
+double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note);
 
 }  // namespace facecluster

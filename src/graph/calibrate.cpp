@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "facecluster/error.h"
 
@@ -22,103 +23,96 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 
 }  // namespace
 
-namespace {
-
-// EM for two Gaussians from a given start; returns the fitted mixture and its log-likelihood.
-Mixture run_em(const std::vector<float>& s, const std::vector<int8_t>& anchor, Mixture m, double min_sd, int max_iter,
-               double* loglik) {
-  const size_t n = s.size();
-  const bool anchored = !anchor.empty();
-  double ll = 0;
-  for (int it = 0; it < max_iter; ++it) {
-    double w1 = 0, s1 = 0, ss1 = 0, w0 = 0, s0 = 0, ss0 = 0;
-    ll = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const double x = s[i];
-      const double a = m.same_weight * normal_pdf(x, m.same_mean, m.same_sd);
-      const double b = (1 - m.same_weight) * normal_pdf(x, m.diff_mean, m.diff_sd);
-      double r = a + b > 0 ? a / (a + b) : (x > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
-      if (anchored && anchor[i] >= 0) r = anchor[i];
-      ll += std::log(std::max(a + b, 1e-300));
-      w1 += r;
-      s1 += r * x;
-      ss1 += r * x * x;
-      w0 += 1 - r;
-      s0 += (1 - r) * x;
-      ss0 += (1 - r) * x * x;
-    }
-    Mixture next = m;
-    next.same_weight = std::clamp(w1 / double(n), 1e-4, 1 - 1e-4);
-    if (w1 > 1e-9) {
-      next.same_mean = s1 / w1;
-      next.same_sd = std::max(min_sd, std::sqrt(std::max(0.0, ss1 / w1 - next.same_mean * next.same_mean)));
-    }
-    if (w0 > 1e-9) {
-      next.diff_mean = s0 / w0;
-      next.diff_sd = std::max(min_sd, std::sqrt(std::max(0.0, ss0 / w0 - next.diff_mean * next.diff_mean)));
-    }
-    const double change = std::fabs(next.same_mean - m.same_mean) + std::fabs(next.diff_mean - m.diff_mean) +
-                          std::fabs(next.same_weight - m.same_weight);
-    m = next;
-    m.iterations = it + 1;
-    if (change < 1e-7) break;
-  }
-  *loglik = ll;
-  return m;
+double TwoViewMixture::posterior(double s, double overlap) const {
+  const size_t bin = std::min(overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(overlap_same.size())));
+  const Mixture& m = similarity;
+  const double a = m.same_weight * normal_pdf(s, m.same_mean, m.same_sd) * overlap_same[bin];
+  const double b = (1 - m.same_weight) * normal_pdf(s, m.diff_mean, m.diff_sd) * overlap_diff[bin];
+  return a + b > 0 ? a / (a + b) : (s > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
 }
 
-// A start with the two components split at value `cut`.
-Mixture split_start(const std::vector<float>& s, double cut, double fallback_sd) {
-  double a0 = 0, a1 = 0, q0 = 0, q1 = 0, c0 = 0, c1 = 0;
-  for (float v : s) {
-    if (v < cut) a0 += v, q0 += double(v) * v, c0 += 1;
-    else a1 += v, q1 += double(v) * v, c1 += 1;
+namespace {
+
+// EM from responsibilities r (one per pair) until they settle; returns the fit of the last M-step.
+TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<float>& overlap, std::vector<double>& r,
+                               double min_sd, int max_iter) {
+  const size_t n = s.size();
+  TwoViewMixture f;
+  f.overlap_same.assign(kOverlapBins, 0);
+  f.overlap_diff.assign(kOverlapBins, 0);
+  std::vector<int> bin(n);
+  for (size_t i = 0; i < n; ++i)
+    bin[i] = std::min(kOverlapBins - 1, static_cast<int>(std::max(0.f, overlap[i]) * kOverlapBins));
+  for (int it = 0; it < max_iter; ++it) {
+    // M-step: class weight, a Gaussian per class for similarity, a histogram per class for overlap
+    // (one pseudo-count per bin, so no bin is impossible for either class).
+    double w1 = 0, s1 = 0, w0 = 0, s0 = 0;
+    std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0);
+    for (size_t i = 0; i < n; ++i) {
+      w1 += r[i], s1 += r[i] * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
+      h1[bin[i]] += r[i], h0[bin[i]] += 1 - r[i];
+    }
+    Mixture& m = f.similarity;
+    m.same_weight = std::clamp(w1 / double(n), 1e-4, 1 - 1e-4);
+    m.same_mean = w1 > 1e-9 ? s1 / w1 : m.same_mean;
+    m.diff_mean = w0 > 1e-9 ? s0 / w0 : m.diff_mean;
+    double v1 = 0, v0 = 0;
+    for (size_t i = 0; i < n; ++i) {
+      v1 += r[i] * (s[i] - m.same_mean) * (s[i] - m.same_mean);
+      v0 += (1 - r[i]) * (s[i] - m.diff_mean) * (s[i] - m.diff_mean);
+    }
+    m.same_sd = std::max(min_sd, std::sqrt(w1 > 1e-9 ? v1 / w1 : 0.0));
+    m.diff_sd = std::max(min_sd, std::sqrt(w0 > 1e-9 ? v0 / w0 : 0.0));
+    const double t1 = std::accumulate(h1.begin(), h1.end(), 0.0), t0 = std::accumulate(h0.begin(), h0.end(), 0.0);
+    for (int b = 0; b < kOverlapBins; ++b) f.overlap_same[b] = h1[b] / t1, f.overlap_diff[b] = h0[b] / t0;
+    m.iterations = it + 1;
+    // E-step.
+    double change = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double next = f.posterior(s[i], overlap[i]);
+      change = std::max(change, std::fabs(next - r[i]));
+      r[i] = next;
+    }
+    if (change < 1e-6) break;
   }
-  Mixture m;
-  m.diff_mean = c0 > 0 ? a0 / c0 : cut;
-  m.same_mean = c1 > 0 ? a1 / c1 : cut;
-  m.diff_sd = c0 > 1 ? std::max(fallback_sd / 50, std::sqrt(std::max(0.0, q0 / c0 - m.diff_mean * m.diff_mean))) : fallback_sd;
-  m.same_sd = c1 > 1 ? std::max(fallback_sd / 50, std::sqrt(std::max(0.0, q1 / c1 - m.same_mean * m.same_mean))) : fallback_sd;
-  m.same_weight = std::clamp(c1 / double(s.size()), 0.01, 0.99);
-  return m;
+  return f;
 }
 
 }  // namespace
 
-Mixture fit_mixture(const std::vector<float>& s, const std::vector<int8_t>& anchor) {
+TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap) {
   FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
-  FC_CHECK(anchor.empty() || anchor.size() == s.size(),
-           "calibration: " << anchor.size() << " anchors for " << s.size() << " similarity values");
+  FC_CHECK(overlap.size() == s.size(), "calibration: " << overlap.size() << " overlaps for " << s.size() << " similarity values");
   std::vector<float> sorted = s;
   std::sort(sorted.begin(), sorted.end());
-  auto q = [&](double p) { return double(sorted[static_cast<size_t>(p * double(sorted.size() - 1))]); };
-  const double spread = std::max(1e-4, q(0.95) - q(0.05));
+  const double spread = std::max(1e-4, double(sorted[sorted.size() * 95 / 100] - sorted[sorted.size() * 5 / 100]));
   const double min_sd = spread / 200;
-  // Several starts (splits at quantiles) on a subsample; the most likely fit is refined on all
-  // values. One start is not enough: with one identity size dominating the kNN lists, a single
-  // split can lock EM onto two halves of the same-identity mass.
-  std::vector<float> sub;
-  std::vector<int8_t> sub_anchor;
-  const size_t stride = std::max<size_t>(1, s.size() / 100000);
-  for (size_t i = 0; i < s.size(); i += stride) {
-    sub.push_back(s[i]);
-    if (!anchor.empty()) sub_anchor.push_back(anchor[i]);
+  // Start: pairs sharing at least half their lists as the same person, under a tenth as
+  // strangers, the rest undecided; EM then learns what overlap each class really has.
+  auto start = [&](const std::vector<float>& ov) {
+    std::vector<double> r(ov.size());
+    for (size_t i = 0; i < ov.size(); ++i) r[i] = ov[i] >= kStartSameOverlap ? 1.0 : ov[i] < kStartDiffOverlap ? 0.0 : 0.5;
+    return r;
+  };
+  // Settle on a subsample, then refine on all pairs from the subsample's fit.
+  const size_t stride = std::max<size_t>(1, s.size() / 200000);
+  std::vector<float> sub_s, sub_o;
+  for (size_t i = 0; i < s.size(); i += stride) sub_s.push_back(s[i]), sub_o.push_back(overlap[i]);
+  std::vector<double> r = start(sub_o);
+  TwoViewMixture f = run_two_view_em(sub_s, sub_o, r, min_sd, 500);
+  if (stride > 1) {
+    std::vector<double> all(s.size());
+    for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
+    f = run_two_view_em(s, overlap, all, min_sd, 50);
   }
-  Mixture best;
-  double best_ll = -1e300;
-  for (double p : {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}) {
-    double ll = 0;
-    const Mixture m = run_em(sub, sub_anchor, split_start(sub, q(p), spread / 4), min_sd, 150, &ll);
-    if (ll > best_ll) best_ll = ll, best = m;
-  }
-  double ll = 0;
-  Mixture m = run_em(s, anchor, best, min_sd, 300, &ll);
-  if (m.same_mean < m.diff_mean) {  // keep "same" as the higher-similarity component
+  Mixture& m = f.similarity;
+  if (m.same_mean < m.diff_mean) {  // keep "same" as the higher-similarity class
     std::swap(m.same_mean, m.diff_mean);
     std::swap(m.same_sd, m.diff_sd);
+    std::swap(f.overlap_same, f.overlap_diff);
     m.same_weight = 1 - m.same_weight;
   }
-  return m;
+  return f;
 }
 
 SameProbability::SameProbability(const Mixture& m, double lo, double hi) : lo_(lo), hi_(std::max(hi, lo + 1e-9)) {
@@ -161,18 +155,12 @@ double SameProbability::operator()(double s) const {
 
 namespace {
 
-// Pairs sampled for the fit: every row_stride-th row with all its real, non-self neighbours.
-// Each pair also gets an anchor from the overlap of the two faces' neighbour lists, which
-// depends only on neighbour order (not on the similarity scale): two faces sharing at least
-// half their lists are taken as the same person, sharing under a tenth as different people
-// (docs/calibration.md). A class with too few anchors is left free.
-constexpr double kSameOverlap = 0.5, kDiffOverlap = 0.1;
-
+// Pairs sampled for the fit: every row_stride-th row with all its real, non-self neighbours,
+// each with the overlap of the two faces' neighbour lists (shared entries / k), which depends
+// only on neighbour order, not on the similarity scale.
 struct PairSample {
-  std::vector<float> sim;
-  std::vector<int8_t> anchor;
-  int64_t anchored_same = 0, anchored_diff = 0;
-  bool same_free = false, diff_free = false;  // too few anchors: the class was left free
+  std::vector<int32_t> a, b;
+  std::vector<float> sim, overlap;
 };
 
 // The ids of one neighbour list, for membership tests (open addressing, at most half full).
@@ -204,12 +192,12 @@ class RowSet {
   std::vector<int32_t> slot_;
 };
 
-PairSample sample_pairs(const KnnGraph& g, double same_overlap, double diff_overlap) {
+PairSample sample_pairs(const KnnGraph& g) {
   const int64_t row_stride = std::max<int64_t>(1, g.n * g.k / 2000000);
   std::vector<int64_t> rows;
   for (int64_t i = 0; i < g.n; i += row_stride) rows.push_back(i);
-  std::vector<std::vector<float>> sims(rows.size());
-  std::vector<std::vector<int8_t>> anchors(rows.size());
+  std::vector<std::vector<float>> sims(rows.size()), overlaps(rows.size());
+  std::vector<std::vector<int32_t>> others(rows.size());
 #pragma omp parallel if (rows.size() > 2000)
   {
     RowSet members(g.k);
@@ -224,23 +212,19 @@ PairSample sample_pairs(const KnnGraph& g, double same_overlap, double diff_over
         const int32_t* other = g.nbr_row(nb[j]);
         int shared = 0;
         for (int l = 0; l < g.k; ++l) shared += other[l] >= 0 && members.contains(other[l]);
-        const double overlap = double(shared) / g.k;
         sims[r].push_back(1.f - d[j]);
-        anchors[r].push_back(overlap >= same_overlap ? 1 : overlap < diff_overlap ? 0 : -1);
+        overlaps[r].push_back(static_cast<float>(shared) / static_cast<float>(g.k));
+        others[r].push_back(nb[j]);
       }
     }
   }
   PairSample out;
   for (size_t r = 0; r < rows.size(); ++r) {
+    out.a.insert(out.a.end(), others[r].size(), static_cast<int32_t>(rows[r]));
+    out.b.insert(out.b.end(), others[r].begin(), others[r].end());
     out.sim.insert(out.sim.end(), sims[r].begin(), sims[r].end());
-    out.anchor.insert(out.anchor.end(), anchors[r].begin(), anchors[r].end());
+    out.overlap.insert(out.overlap.end(), overlaps[r].begin(), overlaps[r].end());
   }
-  for (int8_t a : out.anchor) out.anchored_same += a == 1, out.anchored_diff += a == 0;
-  const int64_t enough = std::max<int64_t>(100, static_cast<int64_t>(out.sim.size() / 200));
-  out.same_free = out.anchored_same < enough;
-  out.diff_free = out.anchored_diff < enough;
-  for (int8_t& a : out.anchor)
-    if ((a == 1 && out.same_free) || (a == 0 && out.diff_free)) a = -1;
   return out;
 }
 
@@ -257,11 +241,12 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
       hi = std::max(hi, 1.f - d[j]);
     }
   }
-  const PairSample ps = sample_pairs(g, kSameOverlap, kDiffOverlap);
+  const PairSample ps = sample_pairs(g);
   const std::vector<float>& sim = ps.sim;
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
-  c.mixture = fit_mixture(sim, ps.anchor);
+  c.fit = fit_two_view(sim, ps.overlap);
+  c.mixture = c.fit.similarity;
   {
     std::vector<float> dist(sim.size());
     for (size_t i = 0; i < sim.size(); ++i) dist[i] = 1.f - sim[i];
@@ -271,18 +256,26 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   }
   c.same = SameProbability(c.mixture, lo, hi);
   c.params = base;
+  c.pairs.resize(sim.size());
+  double expected_same = 0;
+  for (size_t i = 0; i < sim.size(); ++i) {
+    const double p = std::clamp(c.fit.posterior(sim[i], ps.overlap[i]), kMinPairProbability, 1 - kMinPairProbability);
+    c.pairs[i] = {ps.a[i], ps.b[i], static_cast<float>(std::log(p / (1 - p)))};
+    expected_same += p;
+  }
   const Mixture& m = c.mixture;
-  c.notes.push_back(fmt("similarity mixture: same identity mean %.3f sd %.3f, different mean %.3f sd %.3f, same share %.2f",
+  c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity mean %.3f sd %.3f, different "
+                        "mean %.3f sd %.3f, same share %.2f",
                         m.same_mean, m.same_sd, m.diff_mean, m.diff_sd, m.same_weight));
-  c.notes.push_back(fmt("mixture anchored by shared neighbours: of %.0f sampled pairs, %.0f share >= half their lists "
-                        "(held as same), %.0f share < a tenth (held as different)",
-                        double(sim.size()), double(ps.anchored_same), double(ps.anchored_diff)) +
-                    (ps.same_free || ps.diff_free ? "; too few to hold the " +
-                                                        std::string(ps.same_free && ps.diff_free ? "classes"
-                                                                    : ps.same_free             ? "same class"
-                                                                                               : "different class") +
-                                                        ", left free"
-                                                  : ""));
+  auto typical_overlap = [](const std::vector<double>& h) {
+    double mean = 0;
+    for (size_t b = 0; b < h.size(); ++b) mean += h[b] * (double(b) + 0.5) / double(h.size());
+    return mean;
+  };
+  c.notes.push_back(fmt("of %.0f sampled neighbour pairs, %.0f are expected to be the same person; they share %.2f of "
+                        "their neighbour lists on average, strangers %.2f",
+                        double(sim.size()), expected_same, typical_overlap(c.fit.overlap_same),
+                        typical_overlap(c.fit.overlap_diff)));
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity) + %.3f x distance / %.3f (the median kNN "
                         "distance: the order within a class, at the TPDi temperature); P(same) = 0.5 at similarity %.3f",
                         c.order_weight, c.order_scale, c.same.threshold()));
@@ -298,60 +291,37 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
     for (int j = 0; j < g.k; ++j) {
       if (nb[j] < 0) continue;
       const double raw = g.dist_row(i)[j];
-      d[j] = nb[j] == i ? 0.f : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
+      // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
+      d[j] = nb[j] == i || raw <= 0 ? 0.f
+                                    : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }
   }
   return out;
 }
 
-double stable_tau(const Links& links, std::string* note, double depth) {
-  const int bins = 200;  // 0.005 wide
-  std::vector<int64_t> cum(bins + 1, 0);  // cum[b] = links with TPDi < b / bins
-  for (size_t i = 0; i < links.parent.size(); ++i) {
-    if (links.parent[i] < 0 || !std::isfinite(links.dist[i])) continue;
-    const double t = std::clamp(static_cast<double>(links.dist[i]), 0.0, 1.0);
-    cum[std::min(bins, static_cast<int>(std::ceil(t * bins)))] += 1;
+double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note) {
+  FC_CHECK(!pairs.empty(), "internal: the likelihood cut needs calibrated pairs");
+  // Every tau on a 0.005 grid gives a clustering (the links below it); score each by the
+  // log-likelihood of the sampled pairs, sum of log P(same) over pairs put together and
+  // log P(different) over pairs kept apart, which up to a constant is the sum of the log-odds of
+  // the pairs put together.
+  double best = -1e300, best_tau = 0.5;
+  int64_t best_together = 0;
+  for (int step = 1; step < 200; ++step) {
+    const double tau = step / 200.0;
+    const Labels labels = link_components(links, tau);
+    double ll = 0;
+    int64_t together = 0;
+    for (const PairEvidence& e : pairs)
+      if (labels[static_cast<size_t>(e.a)] == labels[static_cast<size_t>(e.b)]) ll += e.log_odds, ++together;
+    if (ll > best) best = ll, best_tau = tau, best_together = together;
   }
-  for (int b = 1; b <= bins; ++b) cum[b] += cum[b - 1];
-  // Links in the window of width 0.05 centred at b / bins.
-  const int half = 5;
-  auto window = [&](int b) { return cum[std::min(bins, b + half)] - cum[std::max(0, b - half)]; };
-  const int lo = bins / 2, hi = bins * 95 / 100;
-  const int64_t ref = window(lo - half);  // links with TPDi in [0.45, 0.5)
-  int64_t least = window(lo);
-  for (int b = lo; b <= hi; ++b) least = std::min(least, window(b));
-  // Where the valley is: the middle of the first run at the minimum of windows twice as wide,
-  // so that a few stray links inside a long empty stretch do not pin tau to its edge.
-  auto wide = [&](int b) { return cum[std::min(bins, b + 2 * half)] - cum[std::max(0, b - 2 * half)]; };
-  int64_t least_wide = wide(lo);
-  for (int b = lo; b <= hi; ++b) least_wide = std::min(least_wide, wide(b));
-  int first = lo;
-  while (wide(first) != least_wide) ++first;
-  int last = first;
-  while (last + 1 <= hi && wide(last + 1) == least_wide) ++last;
-  const double valley = (first + last) / 2.0 / bins;
-  // Too few links below the midpoint at all: nothing to judge stability against. Few links just
-  // below 0.5 but many further down is no reason to stop at 0.5: the same-identity links have
-  // already thinned out, and a floor as low as the minimum count makes the valley deep.
-  const bool judged = cum[lo] >= 20;
-  const bool deep = judged && static_cast<double>(least) <= depth * static_cast<double>(std::max<int64_t>(ref, 20));
-  // Without a deep valley: where the links thin out to the floor (at most twice the fewest).
-  int floor_start = lo;
-  while (floor_start < hi && window(floor_start) > 2 * least) ++floor_start;
-  const double tau = !judged ? 0.5 : deep ? valley : static_cast<double>(floor_start) / bins;
-  if (note) {
-    if (!judged)
-      *note = fmt("tau 0.5: too few links below the calibrated midpoint to judge stability (%.0f); "
-                  "link when calibrated neighbourhoods overlap by more than half", double(cum[lo]));
-    else if (deep)
-      *note = fmt("tau %.3f: the clustering is most stable there (%.0f links per 0.05 of tau, against %.0f just "
-                  "below 0.5)", valley, double(least), double(ref));
-    else
-      *note = fmt("tau %.3f: no deep stable plateau (at best %.0f links per 0.05 of tau, against %.0f just below 0.5); "
-                  "link up to where the links thin out to that floor", tau, double(least), double(ref));
-  }
-  return tau;
+  if (note)
+    *note = fmt("tau %.3f: the clustering most likely under the calibrated pair probabilities (it puts %.0f of the %.0f "
+                "sampled neighbour pairs together)",
+                best_tau, double(best_together), double(pairs.size()));
+  return best_tau;
 }
 
 }  // namespace facecluster

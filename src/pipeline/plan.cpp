@@ -376,7 +376,7 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
   d.emplace_back("linking", std::string(p.graph.use_tpdi ? "TPDi, tpdi_sigma " + num(p.graph.tpdi_sigma) : "graph distance") +
                                 ", max_conn " + std::to_string(p.graph.max_conn));
   std::string taus;
-  if (p.tau_automatic) taus = "automatic (stable tau)";
+  if (p.tau_automatic) taus = "automatic (maximum likelihood)";
   else if (p.taus.size() == 1) taus = num(p.taus[0]);
   else taus = std::to_string(p.taus.size()) + " values " + num(p.taus.front()) + " .. " + num(p.taus.back()) +
               ", best by " + select_by_name(p.select_by);

@@ -23,9 +23,10 @@ ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels
   r.params = plan.graph;
   const KnnGraph* work = &g;
   KnnGraph calibrated;
+  Calibration cal;
   if (plan.calibrate == CalibrateMode::Auto) {
     StageTimer t("calibrate");
-    const Calibration cal = calibrate_graph(g, plan.graph);
+    cal = calibrate_graph(g, plan.graph);
     calibrated = apply_calibration(g, cal);
     work = &calibrated;
     r.params = cal.params;
@@ -39,7 +40,8 @@ ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels
   if (plan.tau_automatic) {
     FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
     std::string note;
-    taus = {stable_tau(r.links, &note)};
+    StageTimer t("choose tau");
+    taus = {likelihood_tau(r.links, cal.pairs, &note)};
     r.notes.push_back(note);
     log_info("  auto: " + note);
   }

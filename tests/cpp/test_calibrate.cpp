@@ -4,6 +4,7 @@
 
 #include "facecluster/calibrate.h"
 #include "facecluster/error.h"
+#include "facecluster/synth.h"
 #include "helpers.h"
 
 using namespace facecluster;
@@ -11,16 +12,22 @@ using namespace facecluster;
 TEST(Calibrate, ThresholdFallsInTheGapOfAKnownSplit) {
   for (double same_share : {0.1, 0.3, 0.7}) {
     std::mt19937_64 rng(5);
-    std::uniform_real_distribution<double> same(0.65, 0.95), diff(-0.05, 0.35);
-    std::vector<float> s;
-    for (int i = 0; i < 20000; ++i) s.push_back(static_cast<float>(i < same_share * 20000 ? same(rng) : diff(rng)));
-    const Mixture m = fit_mixture(s);
-    const SameProbability p(m, -0.05, 0.95);
+    std::uniform_real_distribution<double> same(0.65, 0.95), diff(-0.05, 0.35), same_ov(0.3, 1.0), diff_ov(0.0, 0.4);
+    std::vector<float> s, ov;
+    for (int i = 0; i < 20000; ++i) {
+      const bool is_same = i < same_share * 20000;
+      s.push_back(static_cast<float>(is_same ? same(rng) : diff(rng)));
+      ov.push_back(static_cast<float>(is_same ? same_ov(rng) : diff_ov(rng)));
+    }
+    const TwoViewMixture f = fit_two_view(s, ov);
+    const SameProbability p(f.similarity, -0.05, 0.95);
     EXPECT_GT(p.threshold(), 0.35) << same_share;
     EXPECT_LT(p.threshold(), 0.65) << same_share;
-    EXPECT_NEAR(m.same_weight, same_share, 0.02);
+    EXPECT_NEAR(f.similarity.same_weight, same_share, 0.02);
     EXPECT_LT(p(0.2), 0.05);
     EXPECT_GT(p(0.8), 0.95);
+    EXPECT_GT(f.posterior(0.8, 0.9), 0.99);
+    EXPECT_LT(f.posterior(0.1, 0.05), 0.01);
   }
 }
 
@@ -55,38 +62,54 @@ TEST(Calibrate, WideSameComponentDoesNotClaimTheLowTail) {
   EXPECT_LT(p.threshold(), 0.35);
 }
 
-TEST(Calibrate, AnchorsKeepABroadSameComponentWhole) {
-  // The kNN similarities of a 128-d synthetic set (shape as measured): a narrow "different" peak
-  // (13%) below a broad "same" mass with two bumps (low- and high-cosine identities). Anchors at
-  // the rates the shared-neighbour rule gave there: most same pairs, fewer of the low-similarity
-  // ones; about half the strangers, fewer of the high-similarity ones.
-  std::mt19937_64 rng(11);
-  std::normal_distribution<double> diff(0.28, 0.03), low(0.47, 0.09), high(0.73, 0.07);
+TEST(Calibrate, LearnsTheOverlapOfStrangersWhenTheStartIsImpure) {
+  // The shape measured on celeba299_faceapi128 (cosines packed in 0.8-1.0, many hubs): a quarter
+  // of the kNN pairs are the same person; strangers' neighbour lists overlap a lot, so a third
+  // of the pairs sharing half their lists are strangers and the start ("same" at overlap >= 0.5)
+  // is impure. The two-view fit must still find the class share and the similarity where P(same)
+  // is one half; by Bayes' rule on the generating model that is where
+  // 0.25 N(s; 0.95, 0.015) = 0.75 N(s; 0.92, 0.015), s = 0.935 + 0.015^2 ln 3 / 0.03 = 0.9405.
+  std::mt19937_64 rng(17);
+  std::normal_distribution<double> same(0.95, 0.015), diff(0.92, 0.015);
   std::uniform_real_distribution<double> u(0, 1);
-  auto same = [&](std::mt19937_64& r) { return u(r) < 0.4 ? low(r) : high(r); };
-  std::vector<float> s;
-  std::vector<int8_t> anchor;
-  for (int i = 0; i < 20000; ++i) {
-    const bool is_same = u(rng) > 0.13;
-    const double v = is_same ? same(rng) : diff(rng);
-    s.push_back(static_cast<float>(v));
-    const double rate = is_same ? (v < 0.4 ? 0.6 : 0.85) : (v < 0.3 ? 0.6 : 0.3);
-    anchor.push_back(u(rng) < rate ? (is_same ? 1 : 0) : -1);
+  std::vector<float> s, ov;
+  int64_t start_same = 0, start_same_strangers = 0;
+  for (int i = 0; i < 60000; ++i) {
+    const bool is_same = u(rng) < 0.25;
+    s.push_back(static_cast<float>(is_same ? same(rng) : diff(rng)));
+    const double o = is_same ? 0.4 + 0.5 * u(rng) : 0.6 * u(rng) * u(rng) + 0.3 * u(rng);
+    ov.push_back(static_cast<float>(o));
+    if (o >= kStartSameOverlap) ++start_same, start_same_strangers += !is_same;
   }
-  const Mixture m = fit_mixture(s, anchor);
-  EXPECT_NEAR(m.diff_mean, 0.28, 0.02);
-  EXPECT_NEAR(m.same_weight, 0.87, 0.04);
-  const SameProbability p(m, 0.1, 0.95);
-  EXPECT_GT(p.threshold(), 0.29);
-  EXPECT_LT(p.threshold(), 0.37);
-  // Without anchors the two Gaussians split the flat "same" mass instead (why anchors exist).
-  const Mixture free = fit_mixture(s);
-  EXPECT_GT(free.diff_mean, 0.33);
-  EXPECT_THROW(fit_mixture(s, std::vector<int8_t>(10, -1)), Error);
+  ASSERT_GT(double(start_same_strangers) / double(start_same), 0.2);  // the start really is impure
+  const TwoViewMixture f = fit_two_view(s, ov);
+  EXPECT_NEAR(f.similarity.same_weight, 0.25, 0.03);
+  EXPECT_NEAR(f.similarity.same_mean, 0.95, 0.005);
+  EXPECT_NEAR(f.similarity.diff_mean, 0.92, 0.005);
+  const SameProbability p(f.similarity, 0.85, 1.0);
+  EXPECT_NEAR(p.threshold(), 0.9405, 0.006);
 }
 
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
-  const KnnGraph g = fctest::random_graph(200, 10, 9, false);
+  // A graph with identities in it (a random graph has none, and its fit is degenerate).
+  SynthOptions o;
+  o.n = 1500;
+  o.dim = 32;
+  o.identities = 60;
+  o.seed = 3;
+  const Matrix x = make_synthetic(o).features;
+  const int k = 20;
+  KnnGraph g(x.rows, k);  // exact kNN by cosine, the row itself first
+  for (int64_t i = 0; i < x.rows; ++i) {
+    std::vector<std::pair<float, int32_t>> all;
+    for (int64_t j = 0; j < x.rows; ++j) {
+      double dot = 0;
+      for (int64_t c = 0; c < x.cols; ++c) dot += double(x.data[i * x.cols + c]) * x.data[j * x.cols + c];
+      all.emplace_back(j == i ? 0.f : static_cast<float>(std::max(0.0, 1.0 - dot)), static_cast<int32_t>(j));
+    }
+    std::partial_sort(all.begin(), all.begin() + k, all.end());
+    for (int j = 0; j < k; ++j) g.nbr_row(i)[j] = all[j].second, g.dist_row(i)[j] = all[j].first;
+  }
   const Calibration c = calibrate_graph(g, GraphParams{});
   const KnnGraph out = apply_calibration(g, c);
   // Independent expectation: P(same | s) from the fitted mixture's two Gaussians by Bayes' rule.
@@ -109,9 +132,11 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   EXPECT_DOUBLE_EQ(c.order_weight, weight);
   int64_t checked_against_bayes = 0;
   for (int64_t i = 0; i < g.n; ++i) {
-    EXPECT_EQ(out.dist_row(i)[0], 0.f);
+    for (int j = 0; j < g.k; ++j)  // the row itself (first, or second behind a twin at distance 0), and the twin
+      if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) EXPECT_EQ(out.dist_row(i)[j], 0.f) << "row " << i;
     for (int j = 1; j < g.k; ++j) {
       EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
+      if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) continue;
       const double s = 1.0 - double(g.dist_row(i)[j]);
       const double order = weight * double(g.dist_row(i)[j]) / median;
       EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s) + order, 1e-6) << "row " << i << " entry " << j;
@@ -127,81 +152,27 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   EXPECT_FALSE(c.notes.empty());
 }
 
-TEST(Calibrate, TooFewValuesIsAnError) { EXPECT_THROW(fit_mixture({0.1f, 0.2f}), Error); }
+TEST(Calibrate, TooFewValuesIsAnError) {
+  EXPECT_THROW(fit_two_view({0.1f, 0.2f}, {0.f, 0.f}), Error);
+  EXPECT_THROW(fit_two_view(std::vector<float>(20, 0.5f), std::vector<float>(19, 0.f)), Error);
+}
 
-namespace {
-// Links whose TPDi values spread evenly over [t - 0.025, t + 0.025) for each (t, count).
-facecluster::Links links_with(const std::vector<std::pair<double, int>>& groups) {
+TEST(LikelihoodTau, ChoosesTheClusteringThePairsSupport) {
+  // Four faces: links 1 -> 0 at TPDi 0.2, 3 -> 2 at 0.4, 2 -> 0 at 0.8. Pairs (0,1) +5, (2,3) +3,
+  // (0,2) -4, (1,3) -1 in log-odds. By hand: tau <= 0.2 keeps all apart (0); up to 0.4 joins
+  // {0,1} (5); up to 0.8 also {2,3} (8); above 0.8 all four (5 + 3 - 4 - 1 = 3). Best: (0.4, 0.8].
   facecluster::Links l;
-  for (const auto& [t, count] : groups)
-    for (int i = 0; i < count; ++i) {
-      l.parent.push_back(0);
-      l.dist.push_back(static_cast<float>(std::min(1.0, t - 0.025 + 0.05 * (i + 0.5) / count)));
-    }
-  l.parent.push_back(-1);  // a root
-  l.dist.push_back(1.f);
-  return l;
-}
-}  // namespace
-
-TEST(StableTau, MovesToADeepValleyAboveTheMidpoint) {
-  // Same-identity links spread up to 0.7, a gap, then cross-identity links near 1.
-  std::vector<std::pair<double, int>> g;
-  for (int b = 0; b < 14; ++b) g.emplace_back(0.025 + 0.05 * b, 100);
-  g.emplace_back(0.97, 300);
+  l.parent = {-1, 0, 0, 2};
+  l.dist = {1.f, 0.2f, 0.8f, 0.4f};
+  const std::vector<PairEvidence> pairs = {{0, 1, 5.f}, {2, 3, 3.f}, {0, 2, -4.f}, {1, 3, -1.f}};
   std::string note;
-  const double tau = facecluster::stable_tau(links_with(g), &note);
-  EXPECT_GT(tau, 0.72);  // inside the empty stretch (0.7, 0.97)
-  EXPECT_LT(tau, 0.95);
-  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
+  const double tau = likelihood_tau(l, pairs, &note);
+  EXPECT_GT(tau, 0.4);
+  EXPECT_LE(tau, 0.8);
+  EXPECT_NE(note.find("most likely"), std::string::npos) << note;
+  // With the cross pairs in favour, joining all four wins.
+  const std::vector<PairEvidence> friendly = {{0, 1, 5.f}, {2, 3, 3.f}, {0, 2, 2.f}, {1, 3, 1.f}};
+  EXPECT_GT(likelihood_tau(l, friendly, nullptr), 0.8);
+  EXPECT_THROW(likelihood_tau(l, {}, nullptr), Error);
 }
 
-TEST(StableTau, AStrayLinkDoesNotPinTauToTheEdgeOfTheValley) {
-  // Same-identity links up to 0.65, one stray link at 0.72, then nothing until the pile at
-  // 0.95-1. Windows 0.05 wide are empty just above 0.65 (before the stray) and again from about
-  // 0.75; the valley is the long stretch after the stray, so tau lands in (0.75, 0.92), not at 0.68.
-  std::vector<std::pair<double, int>> g;
-  for (int b = 0; b < 13; ++b) g.emplace_back(0.025 + 0.05 * b, 100);
-  g.emplace_back(0.72, 1);
-  g.emplace_back(0.975, 300);
-  std::string note;
-  const double tau = facecluster::stable_tau(links_with(g), &note);
-  EXPECT_GT(tau, 0.75);
-  EXPECT_LT(tau, 0.92);
-  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
-}
-
-TEST(StableTau, WithoutADeepValleyLinksUpToTheFloor) {
-  // Links thin out gradually to a floor of 25 per 0.05 from 0.75 on: not deep against the 100
-  // just below 0.5, so tau goes where the windows first hold at most twice the floor (0.675).
-  std::vector<std::pair<double, int>> g = {{0.475, 100}, {0.525, 90}, {0.575, 80}, {0.625, 70}, {0.675, 50},
-                                           {0.725, 30}};
-  for (double t : {0.775, 0.825, 0.875, 0.925}) g.emplace_back(t, 25);
-  g.emplace_back(0.975, 200);
-  std::string note;
-  const double tau = facecluster::stable_tau(links_with(g), &note);
-  EXPECT_GE(tau, 0.65);
-  EXPECT_LE(tau, 0.70);
-  EXPECT_NE(note.find("thin out"), std::string::npos) << note;
-}
-
-TEST(StableTau, StaysAtTheMidpointWithoutAClearPlateau) {
-  std::vector<std::pair<double, int>> g;
-  for (int b = 0; b < 20; ++b) g.emplace_back(0.025 + 0.05 * b, 40);  // flat: no stable stretch
-  std::string note;
-  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with(g), &note), 0.5);
-  EXPECT_NE(note.find("no deep stable plateau"), std::string::npos) << note;
-  // Too few links below the midpoint at all to judge: the midpoint too.
-  EXPECT_DOUBLE_EQ(facecluster::stable_tau(links_with({{0.1, 12}, {0.47, 5}, {0.99, 50}}), nullptr), 0.5);
-}
-
-TEST(StableTau, FewLinksJustBelowTheMidpointMeanTheyHaveThinnedOut) {
-  // Same-identity links at 0.1, only 5 just below 0.5, nothing in (0.5, 0.95), strangers at
-  // 0.99: a clean separation, so tau goes into the empty stretch, not to 0.5 (family 52354408 of
-  // the issue-13 bench: 0.5 gave F_P 0.916 where 0.981 was reachable).
-  std::string note;
-  const double tau = facecluster::stable_tau(links_with({{0.1, 500}, {0.47, 5}, {0.99, 50}}), &note);
-  EXPECT_GT(tau, 0.6);
-  EXPECT_LT(tau, 0.92);
-  EXPECT_NE(note.find("most stable"), std::string::npos) << note;
-}

@@ -161,7 +161,7 @@ def test_release_style_config_on_celeba299(fc, tmp_path):
     text = text.replace("../shared/data", str(SHARED)).replace("./save", str(tmp_path / "save"))
     (tmp_path / "c.yaml").write_text(text)
     out = fc("cluster", "-c", tmp_path / "c.yaml").stdout
-    assert "auto: similarity mixture" in out
+    assert "auto: pair mixture" in out
     scores = json.loads((tmp_path / "save" / "celeba299" / "results" / "scores.json").read_text())
     assert scores["sweep"][0]["scores"]["pairwise_f"] > 0.9
     assert (tmp_path / "save" / "knns" / "celeba299" / "faiss_k_80.npz").exists()
