@@ -82,4 +82,14 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
 // are most likely (pairs together: P; pairs apart: 1 - P). `note` says what was chosen.
 double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note);
 
+// The curve behind it: for tau = step / kSteps, the log-likelihood up to a constant (the sum of
+// the log-odds of the pairs together; 0 at step 0, where no link is kept) and how many pairs are
+// together. One pass over the links in order, O(N + P log P).
+struct LikelihoodCurve {
+  static constexpr int kSteps = 200;
+  std::vector<double> log_likelihood;  // kSteps values, index = step
+  std::vector<int64_t> together;
+};
+LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs);
+
 }  // namespace facecluster

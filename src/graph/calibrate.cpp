@@ -300,28 +300,93 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
   return out;
 }
 
-double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note) {
+LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {
   FC_CHECK(!pairs.empty(), "internal: the likelihood cut needs calibrated pairs");
-  // Every tau on a 0.005 grid gives a clustering (the links below it); score each by the
-  // log-likelihood of the sampled pairs, sum of log P(same) over pairs put together and
-  // log P(different) over pairs kept apart, which up to a constant is the sum of the log-odds of
-  // the pairs put together.
-  double best = -1e300, best_tau = 0.5;
-  int64_t best_together = 0;
-  for (int step = 1; step < 200; ++step) {
-    const double tau = step / 200.0;
-    const Labels labels = link_components(links, tau);
-    double ll = 0;
-    int64_t together = 0;
-    for (const PairEvidence& e : pairs)
-      if (labels[static_cast<size_t>(e.a)] == labels[static_cast<size_t>(e.b)]) ll += e.log_odds, ++together;
-    if (ll > best) best = ll, best_tau = tau, best_together = together;
+  // Every tau = step / 200 gives a clustering (the links below it); each is scored by the
+  // log-likelihood of the sampled pairs: log P(same) over pairs put together, log P(different)
+  // over pairs kept apart, which up to a constant is the sum of the log-odds of the pairs put
+  // together. One pass: links are added in order of the first step that keeps them, and each
+  // pair is given the step at which its two faces first share a component. To find those, every
+  // component keeps a list of its pairs' ends; a union walks the smaller list only (each end is
+  // walked O(log P) times), so the cost is O(N + P log P) instead of one labelling per step.
+  constexpr int kSteps = LikelihoodCurve::kSteps;
+  const int64_t n = static_cast<int64_t>(links.parent.size()) / links.max_conn;
+  const int64_t np = static_cast<int64_t>(pairs.size());
+  FC_CHECK(2 * np < (int64_t{1} << 31), "internal: too many calibrated pairs (" << np << ")");
+  auto first_step = [](float d) {  // the first step whose tau keeps a link at distance d (d < tau)
+    if (!(d < 1.0f)) return kSteps;
+    int step = std::max(1, static_cast<int>(std::floor(double(d) * kSteps)) + 1);
+    while (step < kSteps && !(double(d) < step / double(kSteps))) ++step;
+    while (step > 1 && double(d) < (step - 1) / double(kSteps)) --step;
+    return step;
+  };
+  std::vector<std::vector<std::pair<int32_t, int32_t>>> added(kSteps);  // links by the step that keeps them
+  for (int64_t e = 0; e < static_cast<int64_t>(links.parent.size()); ++e) {
+    const int32_t j = links.parent[static_cast<size_t>(e)];
+    if (j < 0) continue;
+    const int step = first_step(links.dist[static_cast<size_t>(e)]);
+    if (step < kSteps) added[static_cast<size_t>(step)].emplace_back(static_cast<int32_t>(e / links.max_conn), j);
   }
+  std::vector<int32_t> root(static_cast<size_t>(n)), head(static_cast<size_t>(n), -1), tail(static_cast<size_t>(n), -1),
+      ends(static_cast<size_t>(n), 0), next(static_cast<size_t>(2 * np), -1);
+  std::iota(root.begin(), root.end(), 0);
+  auto find = [&](int32_t x) {
+    while (root[static_cast<size_t>(x)] != x) {
+      root[static_cast<size_t>(x)] = root[static_cast<size_t>(root[static_cast<size_t>(x)])];
+      x = root[static_cast<size_t>(x)];
+    }
+    return x;
+  };
+  for (int64_t q = 0; q < 2 * np; ++q) {  // end q: pair q / 2, at its face a (q even) or b (q odd)
+    const PairEvidence& e = pairs[static_cast<size_t>(q / 2)];
+    const int32_t v = q % 2 == 0 ? e.a : e.b;
+    FC_CHECK(v >= 0 && v < n, "internal: calibrated pair names face " << v << " of " << n);
+    if (tail[static_cast<size_t>(v)] < 0) head[static_cast<size_t>(v)] = static_cast<int32_t>(q);
+    else next[static_cast<size_t>(tail[static_cast<size_t>(v)])] = static_cast<int32_t>(q);
+    tail[static_cast<size_t>(v)] = static_cast<int32_t>(q);
+    ++ends[static_cast<size_t>(v)];
+  }
+  std::vector<double> gain(kSteps, 0.0);  // log-odds of the pairs joined at each step
+  std::vector<int64_t> joined(kSteps, 0);
+  for (int step = 1; step < kSteps; ++step) {
+    for (const auto& [i, j] : added[static_cast<size_t>(step)]) {
+      int32_t big = find(i), small = find(j);
+      if (big == small) continue;
+      if (ends[static_cast<size_t>(big)] < ends[static_cast<size_t>(small)]) std::swap(big, small);
+      for (int32_t q = head[static_cast<size_t>(small)]; q >= 0; q = next[static_cast<size_t>(q)]) {
+        const PairEvidence& e = pairs[static_cast<size_t>(q / 2)];
+        if (find(q % 2 == 0 ? e.b : e.a) == big) gain[static_cast<size_t>(step)] += e.log_odds, ++joined[static_cast<size_t>(step)];
+      }
+      if (head[static_cast<size_t>(small)] >= 0) {
+        if (tail[static_cast<size_t>(big)] < 0) head[static_cast<size_t>(big)] = head[static_cast<size_t>(small)];
+        else next[static_cast<size_t>(tail[static_cast<size_t>(big)])] = head[static_cast<size_t>(small)];
+        tail[static_cast<size_t>(big)] = tail[static_cast<size_t>(small)];
+      }
+      ends[static_cast<size_t>(big)] += ends[static_cast<size_t>(small)];
+      root[static_cast<size_t>(small)] = big;
+    }
+  }
+  LikelihoodCurve c;
+  c.log_likelihood.assign(kSteps, 0.0);
+  c.together.assign(kSteps, 0);
+  for (int step = 1; step < kSteps; ++step) {
+    c.log_likelihood[static_cast<size_t>(step)] = c.log_likelihood[static_cast<size_t>(step - 1)] + gain[static_cast<size_t>(step)];
+    c.together[static_cast<size_t>(step)] = c.together[static_cast<size_t>(step - 1)] + joined[static_cast<size_t>(step)];
+  }
+  return c;
+}
+
+double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note) {
+  const LikelihoodCurve c = likelihood_curve(links, pairs);
+  int best = 1;
+  for (int step = 2; step < LikelihoodCurve::kSteps; ++step)
+    if (c.log_likelihood[static_cast<size_t>(step)] > c.log_likelihood[static_cast<size_t>(best)]) best = step;
+  const double tau = best / double(LikelihoodCurve::kSteps);
   if (note)
     *note = fmt("tau %.3f: the clustering most likely under the calibrated pair probabilities (it puts %.0f of the %.0f "
                 "sampled neighbour pairs together)",
-                best_tau, double(best_together), double(pairs.size()));
-  return best_tau;
+                tau, double(c.together[static_cast<size_t>(best)]), double(pairs.size()));
+  return tau;
 }
 
 }  // namespace facecluster

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "facecluster/calibrate.h"
+#include "facecluster/graph.h"
 #include "facecluster/error.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
@@ -176,3 +177,43 @@ TEST(LikelihoodTau, ChoosesTheClusteringThePairsSupport) {
   EXPECT_THROW(likelihood_tau(l, {}, nullptr), Error);
 }
 
+
+TEST(LikelihoodTau, MatchesLabellingEveryStep) {
+  // Brute force (one labelling per step, as the definition reads) against the one-pass version,
+  // on random link sets with up to two parents per face and random pair evidence.
+  std::mt19937_64 rng(23);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int n = 400, conn = 1 + trial % 2;
+    facecluster::Links l;
+    l.max_conn = conn;
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < conn; ++c) {
+        const bool root = i == 0 || u(rng) < 0.05;
+        l.parent.push_back(root ? -1 : static_cast<int32_t>(rng() % i));
+        // Some distances exactly on the grid (a link at 0.25 is kept only from tau 0.255 on).
+        l.dist.push_back(u(rng) < 0.2 ? static_cast<float>((rng() % 200) / 200.0) : static_cast<float>(u(rng)));
+      }
+    std::vector<PairEvidence> pairs;
+    for (int p = 0; p < 1500; ++p) {
+      const int32_t a = static_cast<int32_t>(rng() % n), b = static_cast<int32_t>(rng() % n);
+      if (a != b) pairs.push_back({a, b, static_cast<float>(u(rng) * 4 - 2.2)});
+    }
+    double best = -1e300, best_tau = 0;
+    auto ll_at = [&](double tau) {
+      const Labels lab = link_components(l, tau);
+      double ll = 0;
+      for (const PairEvidence& e : pairs)
+        if (lab[static_cast<size_t>(e.a)] == lab[static_cast<size_t>(e.b)]) ll += e.log_odds;
+      return ll;
+    };
+    const LikelihoodCurve curve = likelihood_curve(l, pairs);
+    for (int step = 1; step < 200; ++step) {
+      const double ll = ll_at(step / 200.0);
+      EXPECT_NEAR(curve.log_likelihood[static_cast<size_t>(step)], ll, 1e-3) << "trial " << trial << " step " << step;
+      if (ll > best) best = ll, best_tau = step / 200.0;
+    }
+    const double tau = likelihood_tau(l, pairs, nullptr);
+    EXPECT_NEAR(ll_at(tau), best, 1e-3) << "trial " << trial << ": chose " << tau << ", brute force " << best_tau;
+  }
+}
