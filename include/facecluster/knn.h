@@ -21,6 +21,7 @@ struct KnnOptions {
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
   int blocked_probe = 64;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~N / 256)
+  int blocked_refine = 64;     // blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)
   int hnsw_m = 32;
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 128;    // raised to at least k

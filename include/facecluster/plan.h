@@ -46,7 +46,7 @@ struct PlanRequest {
   std::optional<int64_t> dim;
   std::optional<bool> rebuild_knn;
 
-  std::optional<int64_t> k, nlist, nprobe, hnsw_m, ef_construction, ef_search, probe;
+  std::optional<int64_t> k, nlist, nprobe, hnsw_m, ef_construction, ef_search, probe, refine;
   std::optional<std::string> index;
 
   std::optional<std::string> model, precision;  // model: a file, or "default" (the shipped one)

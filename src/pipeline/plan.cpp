@@ -180,6 +180,8 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   const int64_t efs = pick(req.ef_search, int64_t(knn_defaults.hnsw_ef_search));
   const int64_t probe = pick(req.probe, int64_t(knn_defaults.blocked_probe));
   FC_CHECK(probe >= 1 && probe <= 4096, "probe must be in [1, 4096], got " << probe);
+  const int64_t refine = pick(req.refine, int64_t(knn_defaults.blocked_refine));
+  FC_CHECK(refine >= 0 && refine <= 4096, "refine must be in [0, 4096] (0: off), got " << refine);
   FC_CHECK(nlist >= 0 && nlist <= (int64_t{1} << 30), "nlist must be >= 0 (0: about 4 sqrt(N)), got " << nlist);
   FC_CHECK(nprobe >= 1 && nprobe <= (int64_t{1} << 30), "nprobe must be >= 1, got " << nprobe);
   FC_CHECK(hnsw_m >= 2 && hnsw_m <= 1024, "hnsw_m must be in [2, 1024], got " << hnsw_m);
@@ -191,6 +193,7 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   p.knn.hnsw_ef_construction = static_cast<int>(efc);
   p.knn.hnsw_ef_search = static_cast<int>(efs);
   p.knn.blocked_probe = static_cast<int>(probe);
+  p.knn.blocked_refine = static_cast<int>(refine);
   p.threads = plan_threads(pick(req.threads, int64_t(cfg.threads)));
   p.knn.threads = p.threads;
 }
@@ -361,7 +364,7 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
            std::to_string(p.knn.ivf_nprobe);
   if (p.knn.index == KnnIndex::Blocked)
     knn += ", lists " + (p.knn.ivf_nlist ? std::to_string(p.knn.ivf_nlist) : std::string("auto")) + ", probe " +
-           std::to_string(p.knn.blocked_probe);
+           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine);
   if (p.knn.index == KnnIndex::Hnsw)
     knn += ", M " + std::to_string(p.knn.hnsw_m) + ", ef_construction " + std::to_string(p.knn.hnsw_ef_construction) +
            ", ef_search " + std::to_string(p.knn.hnsw_ef_search);
@@ -399,6 +402,7 @@ const std::vector<Parameter>& run_parameters() {
         {"ef_construction", int64_t(ko.hnsw_ef_construction), "HNSW build beam"},
         {"ef_search", int64_t(ko.hnsw_ef_search), "HNSW search beam (raised to k)"},
         {"probe", int64_t(ko.blocked_probe), "blocked: lists each row is compared with (nearest centroids)"},
+        {"refine", int64_t(ko.blocked_refine), "blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)"},
         {"model", std::monostate{}, "learned similarity: a model file, or 'default' (the shipped model); None: cosine"},
         {"precision", std::string(precision_name(io.precision)), "model inference: fp32 or bf16"},
         {"batch_size", int64_t(c.test_batch_size), "model inference: anchors per batch"},
@@ -447,6 +451,7 @@ void set_parameter(PlanRequest& r, const std::string& name, const ParamValue& v)
       {"ef_construction", [&] { r.ef_construction = integer(); }},
       {"ef_search", [&] { r.ef_search = integer(); }},
       {"probe", [&] { r.probe = integer(); }},
+      {"refine", [&] { r.refine = integer(); }},
       {"model", [&] { r.model = text(); }},
       {"precision", [&] { r.precision = text(); }},
       {"batch_size", [&] { r.batch_size = integer(); }},
