@@ -57,8 +57,7 @@ struct PairEvidence {
 constexpr double kMinPairProbability = 1e-3;
 
 struct Calibration {
-  TwoViewMixture fit;
-  Mixture mixture;  // fit.similarity: P(same | similarity) for the distances
+  TwoViewMixture fit;  // fit.similarity gives P(same | similarity) for the distances
   SameProbability same;
   // The raw order kept inside a class: distance d becomes 1 - P(same) + order_weight * d /
   // order_scale, with order_scale the median non-self kNN distance and order_weight the TPDi

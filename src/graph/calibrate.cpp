@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <utility>
 
 #include "facecluster/error.h"
 
@@ -13,6 +14,12 @@ namespace {
 double normal_pdf(double x, double mean, double sd) {
   const double z = (x - mean) / sd;
   return std::exp(-0.5 * z * z) / (sd * 2.5066282746310002);
+}
+
+// The two classes' weighted densities at similarity s: (same weight x same pdf, the same for
+// "different"); Bayes' rule divides the first by their sum.
+std::pair<double, double> class_densities(const Mixture& m, double s) {
+  return {m.same_weight * normal_pdf(s, m.same_mean, m.same_sd), (1 - m.same_weight) * normal_pdf(s, m.diff_mean, m.diff_sd)};
 }
 
 std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 0, double e = 0) {
@@ -26,8 +33,8 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 double TwoViewMixture::posterior(double s, double overlap) const {
   const size_t bin = std::min(overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(overlap_same.size())));
   const Mixture& m = similarity;
-  const double a = m.same_weight * normal_pdf(s, m.same_mean, m.same_sd) * overlap_same[bin];
-  const double b = (1 - m.same_weight) * normal_pdf(s, m.diff_mean, m.diff_sd) * overlap_diff[bin];
+  const auto [same, diff] = class_densities(m, s);
+  const double a = same * overlap_same[bin], b = diff * overlap_diff[bin];
   return a + b > 0 ? a / (a + b) : (s > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
 }
 
@@ -122,8 +129,7 @@ SameProbability::SameProbability(const Mixture& m, double lo, double hi) : lo_(l
   threshold_ = hi_;
   bool crossed = false;
   auto posterior = [&](double x) {
-    const double a = m.same_weight * normal_pdf(x, m.same_mean, m.same_sd);
-    const double c = (1 - m.same_weight) * normal_pdf(x, m.diff_mean, m.diff_sd);
+    const auto [a, c] = class_densities(m, x);
     return a + c > 0 ? a / (a + c) : (x > m.same_mean ? 1.0 : 0.0);
   };
   // In the far tails the wider component wins the raw posterior; below the "different" mean
@@ -246,7 +252,6 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
   c.fit = fit_two_view(sim, ps.overlap);
-  c.mixture = c.fit.similarity;
   {
     std::vector<float> dist(sim.size());
     for (size_t i = 0; i < sim.size(); ++i) dist[i] = 1.f - sim[i];
@@ -254,7 +259,7 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
     c.order_scale = std::max(1e-6, double(dist[dist.size() / 2]));
     c.order_weight = base.tpdi_sigma;
   }
-  c.same = SameProbability(c.mixture, lo, hi);
+  c.same = SameProbability(c.fit.similarity, lo, hi);
   c.params = base;
   c.pairs.resize(sim.size());
   double expected_same = 0;
@@ -263,7 +268,7 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
     c.pairs[i] = {ps.a[i], ps.b[i], static_cast<float>(std::log(p / (1 - p)))};
     expected_same += p;
   }
-  const Mixture& m = c.mixture;
+  const Mixture& m = c.fit.similarity;
   c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity mean %.3f sd %.3f, different "
                         "mean %.3f sd %.3f, same share %.2f",
                         m.same_mean, m.same_sd, m.diff_mean, m.diff_sd, m.same_weight));

@@ -114,7 +114,7 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   const Calibration c = calibrate_graph(g, GraphParams{});
   const KnnGraph out = apply_calibration(g, c);
   // Independent expectation: P(same | s) from the fitted mixture's two Gaussians by Bayes' rule.
-  const Mixture& m = c.mixture;
+  const Mixture& m = c.fit.similarity;
   auto bayes = [&](double s) {
     auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
     const double a = m.same_weight * pdf(s, m.same_mean, m.same_sd);
@@ -133,8 +133,11 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   EXPECT_DOUBLE_EQ(c.order_weight, weight);
   int64_t checked_against_bayes = 0;
   for (int64_t i = 0; i < g.n; ++i) {
-    for (int j = 0; j < g.k; ++j)  // the row itself (first, or second behind a twin at distance 0), and the twin
-      if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) EXPECT_EQ(out.dist_row(i)[j], 0.f) << "row " << i;
+    for (int j = 0; j < g.k; ++j) {  // the row itself, and any twin at raw distance 0, stay at 0
+      if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) {
+        EXPECT_EQ(out.dist_row(i)[j], 0.f) << "row " << i;
+      }
+    }
     for (int j = 1; j < g.k; ++j) {
       EXPECT_GE(out.dist_row(i)[j], out.dist_row(i)[j - 1]);
       if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) continue;

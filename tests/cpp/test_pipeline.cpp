@@ -161,7 +161,7 @@ TEST(Pipeline, CalibrationFindsTheStrangersOfA128dSet) {
   double diff_mean = 0;
   for (double v : diff) diff_mean += v / double(diff.size());
   const Calibration c = calibrate_graph(g, GraphParams{});
-  EXPECT_NEAR(c.mixture.diff_mean, diff_mean, 0.03) << c.notes[0];
+  EXPECT_NEAR(c.fit.similarity.diff_mean, diff_mean, 0.03) << c.notes[0];
   EXPECT_LT(c.same.threshold(), same[same.size() / 20]) << c.notes[0];
   // The two-view posterior of the sampled pairs (every row here) adds up to about the number of
   // same-identity pairs the labels give.
