@@ -28,6 +28,27 @@ int64_t blocked_list_count(int64_t n, int requested) {
   return std::max<int64_t>(1, std::llround(double(n) / 256.0));
 }
 
+namespace {
+
+// Rows grouped by list (CSR): start[l] .. start[l + 1] of rows are the rows for which
+// lists_of(i, emit) emits l, in row order. lists_of is called twice per row (count, then fill).
+struct ByList {
+  std::vector<int64_t> start, rows;
+};
+template <class ListsOf>
+ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
+  ByList g;
+  g.start.assign(static_cast<size_t>(nlist + 1), 0);
+  for (int64_t i = 0; i < n; ++i) lists_of(i, [&](int64_t l) { g.start[l + 1] += 1; });
+  for (int64_t l = 0; l < nlist; ++l) g.start[l + 1] += g.start[l];
+  g.rows.resize(static_cast<size_t>(g.start[nlist]));
+  std::vector<int64_t> fill(g.start.begin(), g.start.end() - 1);
+  for (int64_t i = 0; i < n; ++i) lists_of(i, [&](int64_t l) { g.rows[fill[l]++] = i; });
+  return g;
+}
+
+}  // namespace
+
 // The refinement after the probes: kRefineRounds rounds, each voted by a row's kVoters nearest
 // found neighbours (see step 2 below). Measured at 584K (docs/benchmarks.md): 8 voters and 2
 // rounds 0.958, 4 rounds 0.960; 16 voters and 3 rounds 0.964; later rounds add fewer lists each.
@@ -63,29 +84,17 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
       quantizer.search(m, x.row(s), probe, sim.data(), near.data() + s * probe);
     }
   }
-  // A list's members are the rows whose nearest centroid it is; its queries are the rows that
-  // probe it (about probe x its size).
-  std::vector<int64_t> start(static_cast<size_t>(nlist + 1), 0), qstart(static_cast<size_t>(nlist + 1), 0);
-  for (int64_t i = 0; i < n; ++i) {
-    start[near[i * probe] + 1] += 1;
+  // A list's members are the rows whose nearest centroid (home list) it is; its queries are the
+  // rows that probe it (about probe x its size).
+  auto home = [&](int64_t i) { return near[i * probe]; };
+  const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home(i)); });
+  const ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
     for (int p = 0; p < probe; ++p)
-      if (near[i * probe + p] >= 0) qstart[near[i * probe + p] + 1] += 1;
-  }
-  for (int64_t l = 0; l < nlist; ++l) start[l + 1] += start[l], qstart[l + 1] += qstart[l];
-  std::vector<int64_t> members(static_cast<size_t>(n)), queries(static_cast<size_t>(qstart[nlist]));
-  {
-    std::vector<int64_t> fm(start.begin(), start.end() - 1), fq(qstart.begin(), qstart.end() - 1);
-    for (int64_t i = 0; i < n; ++i) {
-      members[fm[near[i * probe]]++] = i;
-      for (int p = 0; p < probe; ++p)
-        if (near[i * probe + p] >= 0) queries[fq[near[i * probe + p]]++] = i;
-    }
-  }
-  // Each row's home list and the lists it probed, for the second pass below.
-  std::vector<int32_t> home(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) home[i] = static_cast<int32_t>(near[i * probe]);
-  std::vector<int64_t> probed_lists(near.begin(), near.end());
-  std::vector<faiss::Index::idx_t>().swap(near);
+      if (near[i * probe + p] >= 0) emit(near[i * probe + p]);
+  });
+  // The refinement (step 4) reads each row's probed lists and home list from `near`.
+  const int rounds = o.blocked_refine > 0 && probe < nlist ? kRefineRounds : 0;
+  if (rounds == 0) std::vector<faiss::Index::idx_t>().swap(near);
 
   // 3. Per list: its members in one block, the rows that probe it in another, one product,
   // and each of those rows keeps its k best so far (a heap per row across the lists).
@@ -101,25 +110,29 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
     BlasThreads() { openblas_set_num_threads(1); }
     ~BlasThreads() { openblas_set_num_threads(saved); }
   } single_threaded_blas;
-  // One pass of products: for every list, its members against the rows that probe it in this
-  // pass (qs[l] .. qs[l + 1] of qids).
-  auto products = [&](const std::vector<int64_t>& qs, const std::vector<int64_t>& qids_by_list, const std::string& what) {
+  // One pass of products: for every list, its members against the rows that meet it in this
+  // pass (`by_list`), counted in row_list_products.
+  int64_t row_list_products = 0;
+  auto products = [&](const ByList& by_list, const std::string& what) {
+    const std::vector<int64_t>& qs = by_list.start;
+    row_list_products += qs[nlist];
     StageTimer t("blocked: " + what + " (" + std::to_string(nlist) + " lists)");
     Progress prog("knn blocked " + what, nlist);
     std::vector<float> base;
     const int64_t qblock = 256;
     for (int64_t l = 0; l < nlist; ++l) {
       check_interrupt();
-      const int64_t m = start[l + 1] - start[l];
+      const int64_t m = members.start[l + 1] - members.start[l];
       const int64_t nq_all = qs[l + 1] - qs[l];
       if (m == 0 || nq_all == 0) continue;
       base.resize(static_cast<size_t>(m * d));
 #pragma omp parallel for schedule(static) num_threads(nt) if (m > 256)
-      for (int64_t c = 0; c < m; ++c) std::memcpy(base.data() + c * d, x.row(members[start[l] + c]), static_cast<size_t>(d) * 4);
+      for (int64_t c = 0; c < m; ++c)
+        std::memcpy(base.data() + c * d, x.row(members.rows[members.start[l] + c]), static_cast<size_t>(d) * 4);
       // One thread pool: OpenMP splits the rows that probe this list into blocks, and each thread
       // runs a single-threaded product for its block and updates those rows' heaps while the
       // similarities are still in cache. (OpenBLAS's own threads would compete with OpenMP's.)
-      const int64_t* qids_all = qids_by_list.data() + qs[l];
+      const int64_t* qids_all = by_list.rows.data() + qs[l];
       const int64_t nblocks = (nq_all + qblock - 1) / qblock;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
       for (int64_t bi = 0; bi < nblocks; ++bi) {
@@ -134,7 +147,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
                     sims.data(), static_cast<int>(m));
         // A row meets a list at most once over both passes, so no two blocks touch the same heap
         // and no candidate is offered twice.
-        const int64_t* ids = members.data() + start[l];
+        const int64_t* ids = members.rows.data() + members.start[l];
         for (int64_t q = 0; q < nq; ++q) {
           float* hv = heap_val.data() + qids[q] * k;
           int64_t* hi = heap_id.data() + qids[q] * k;
@@ -146,46 +159,46 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
       prog.update(l + 1);
     }
   };
-  products(qstart, queries, "products and top-k, probe " + std::to_string(probe));
+  products(queries, "products and top-k, probe " + std::to_string(probe));
 
-  // 2. The lists where the neighbours' neighbours live: a row's missed neighbours are near its
+  // 4. The lists where the neighbours' neighbours live: a row's missed neighbours are near its
   // found ones, and those found ones met lists of their own. Each row's kVoters nearest found
   // neighbours vote with the home lists of their own found neighbours; up to o.blocked_refine
   // lists with the most votes that the row has not met are compared with it too (the same
-  // products, a much smaller plan), and the round is repeated once on the improved lists.
-  const int r = o.blocked_refine, rounds = o.blocked_refine > 0 && probe < nlist ? kRefineRounds : 0;
+  // products, a much smaller plan). kRefineRounds rounds, each on the lists the last improved.
+  const int r = o.blocked_refine;
   std::vector<std::vector<int32_t>> met(rounds > 0 ? static_cast<size_t>(n) : 0);  // lists the rounds added, per row
-  std::vector<int32_t> added_count(static_cast<size_t>(n));  // how many the current round added
+  std::vector<int32_t> added_count(rounds > 0 ? static_cast<size_t>(n) : 0);      // of those, the current round's
   const int voters = std::min(kVoters, k);
   for (int round = 0; round < rounds; ++round) {
     // Each row's found neighbours, best first (a copy: the heaps keep their order for the pass).
     std::vector<int64_t> sorted_ids(static_cast<size_t>(n * voters));
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; ++i) {
-      std::vector<std::pair<float, int64_t>> found(static_cast<size_t>(k));
+      thread_local std::vector<std::pair<float, int64_t>> found;
+      found.resize(static_cast<size_t>(k));
       for (int j = 0; j < k; ++j) found[j] = {heap_val[i * k + j], heap_id[i * k + j]};
       std::partial_sort(found.begin(), found.begin() + voters, found.end(), std::greater<>());
       for (int j = 0; j < voters; ++j) sorted_ids[i * voters + j] = found[j].second;
     }
 #pragma omp parallel for schedule(dynamic, 256) num_threads(nt)
     for (int64_t i = 0; i < n; ++i) {
-      thread_local std::vector<int32_t> votes;
+      thread_local std::vector<int64_t> votes;
+      thread_local std::vector<std::pair<int, int64_t>> tally;  // (votes, list), lists the row has not met
       votes.clear();
-      const int64_t* probed = probed_lists.data() + i * probe;
+      tally.clear();
+      const int64_t* probed = near.data() + i * probe;
       std::vector<int32_t>& before = met[static_cast<size_t>(i)];  // lists earlier rounds added
-      auto compared = [&](int32_t l) {
+      auto compared = [&](int64_t l) {
         return std::find(probed, probed + probe, l) != probed + probe || std::find(before.begin(), before.end(), l) != before.end();
       };
       for (int v = 0; v < voters; ++v) {
         const int64_t j = sorted_ids[i * voters + v];
         if (j < 0) continue;
-        for (int c = 0; c < k; ++c) {
-          const int64_t l = heap_id[j * k + c];
-          if (l >= 0) votes.push_back(home[l]);
-        }
+        for (int c = 0; c < k; ++c)
+          if (const int64_t f = heap_id[j * k + c]; f >= 0) votes.push_back(home(f));
       }
       std::sort(votes.begin(), votes.end());
-      std::vector<std::pair<int, int32_t>> tally;  // (votes, list), lists the row has not met
       for (size_t s0 = 0; s0 < votes.size();) {
         size_t s1 = s0;
         while (s1 < votes.size() && votes[s1] == votes[s0]) ++s1;
@@ -196,27 +209,20 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
       std::partial_sort(tally.begin(), tally.begin() + take, tally.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
-      for (size_t e = 0; e < take; ++e) before.push_back(tally[e].second);
+      for (size_t e = 0; e < take; ++e) before.push_back(static_cast<int32_t>(tally[e].second));
       added_count[static_cast<size_t>(i)] = static_cast<int32_t>(take);
     }
-    auto this_round = [&](int64_t i) {  // the lists row i was given in this round
+    const ByList extra = group_by_list(n, nlist, [&](int64_t i, auto emit) {  // the lists this round gave each row
       const std::vector<int32_t>& v = met[static_cast<size_t>(i)];
-      return std::make_pair(v.end() - added_count[static_cast<size_t>(i)], v.end());
-    };
-    std::vector<int64_t> qs2(static_cast<size_t>(nlist + 1), 0);
-    for (int64_t i = 0; i < n; ++i)
-      for (auto [it, end] = this_round(i); it != end; ++it) qs2[*it + 1] += 1;
-    for (int64_t l = 0; l < nlist; ++l) qs2[l + 1] += qs2[l];
-    std::vector<int64_t> q2(static_cast<size_t>(qs2[nlist])), fill(qs2.begin(), qs2.end() - 1);
-    for (int64_t i = 0; i < n; ++i)
-      for (auto [it, end] = this_round(i); it != end; ++it) q2[fill[*it]++] = i;
-    log_info("  blocked: round " + std::to_string(round + 1) + ": " + std::to_string(q2.size()) +
+      for (auto it = v.end() - added_count[static_cast<size_t>(i)]; it != v.end(); ++it) emit(*it);
+    });
+    log_info("  blocked: round " + std::to_string(round + 1) + ": " + std::to_string(extra.rows.size()) +
              " extra (row, list) products voted by the neighbours' neighbours (" +
-             std::to_string(double(q2.size()) / double(n)).substr(0, 4) + " per row)");
-    products(qs2, q2, "neighbours' lists, round " + std::to_string(round + 1));
+             std::to_string(double(extra.rows.size()) / double(n)).substr(0, 4) + " per row)");
+    products(extra, "neighbours' lists, round " + std::to_string(round + 1));
   }
-  const double probed_pairs = double(qstart[nlist]) * double(n) / double(nlist);
-  log_info("  blocked: about " + std::to_string(100.0 * probed_pairs / (double(n) * double(n))).substr(0, 5) +
+  const double multiplied_pairs = double(row_list_products) * double(n) / double(nlist);
+  log_info("  blocked: about " + std::to_string(100.0 * multiplied_pairs / (double(n) * double(n))).substr(0, 5) +
            "% of all pairs multiplied");
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) {
