@@ -158,6 +158,26 @@ def test_python_defaults_are_the_cpp_plans():
         assert knn_sig[name].default == _cpp_defaults()[name], name
 
 
+def test_type_stub_names_the_same_parameters():
+    # The .pyi stub is written by hand: every public signature must name the parameters the
+    # module really takes, in the same order.
+    import ast
+    import inspect
+    from conftest import ROOT
+    stub = ast.parse((ROOT / "src" / "python" / "facecluster" / "__init__.pyi").read_text())
+
+    def params(fn):
+        a = fn.args
+        return [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg != "self"]
+
+    defs = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)}
+    cls = next(n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "FaceClusterer")
+    defs["FaceClusterer"] = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    for name in ("knn", "knn_recall", "evaluate", "synth", "load_knn", "save_knn", "set_verbose", "FaceClusterer"):
+        runtime = [p for p in inspect.signature(getattr(facecluster, name)).parameters if p != "params"]
+        assert params(defs[name]) == runtime, name
+
+
 def test_cluster_is_the_estimator(data):
     X, _ = data
     kw = dict(k=30, calibrate="off", tau=0.6)
