@@ -69,15 +69,23 @@ TEST(Knn, KLargerThanNClampsAndUnknownIndexIsNamed) {
   }
 }
 
+namespace {
+// The blocked index over `lists` coarse lists, each row probing `probe` of them, k = 25.
+KnnOptions blocked(int lists, int probe) {
+  KnnOptions o;
+  o.k = 25;
+  o.index = KnnIndex::Blocked;
+  o.ivf_nlist = lists;
+  o.blocked_probe = probe;
+  return o;
+}
+}  // namespace
+
 TEST(Knn, BlockedRefinementFindsMissedNeighboursWithoutRepeats) {
   // Few probes miss neighbours in lists a row did not probe; the lists voted by the neighbours'
   // neighbours must find some of them, never offer a candidate twice, and keep the row first.
   const Matrix x = data(4000, 48, 8);
-  KnnOptions o;
-  o.k = 25;
-  o.index = KnnIndex::Blocked;
-  o.ivf_nlist = 80;
-  o.blocked_probe = 2;  // two lists of 80: many neighbours are elsewhere
+  KnnOptions o = blocked(80, 2);  // two lists of 80: many neighbours are elsewhere
   o.blocked_refine = 0;
   const double plain = knn_recall(x, build_knn(x, o), 400);
   o.blocked_refine = 16;
@@ -95,11 +103,7 @@ TEST(Knn, BlockedRefinementFindsMissedNeighboursWithoutRepeats) {
 
 TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
   const Matrix x = data(4000, 48, 8);
-  KnnOptions o;
-  o.k = 25;
-  o.index = KnnIndex::Blocked;
-  o.ivf_nlist = 20;
-  o.blocked_probe = 20;  // every list: the products cover all pairs
+  KnnOptions o = blocked(20, 20);  // every list: the products cover all pairs
   const KnnGraph all = build_knn(x, o);
   const KnnGraph ref = brute_force_knn(x, 25);
   for (int64_t i = 0; i < x.rows; ++i) {
