@@ -127,8 +127,8 @@ Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool 
   std::vector<double> taus;
   for (int i = 1; i <= 19; ++i) taus.push_back(0.05 * i);
   for (double t : {0.97, 0.98, 0.99, 0.995, 0.999, 1.0}) taus.push_back(t);
-  const Labels* best_labels = nullptr;
   Labels best_fp_labels;
+  r.best_fp = r.best_fb = -1;  // so the first entry always sets them (and the labels)
   std::vector<ClusterReport> scales;
   for (const char* mode : {"auto", "off"}) {
     ClusterReport rep = cluster_graph(plan_for(mode, taus), g, &gt);
@@ -137,14 +137,13 @@ Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool 
       if (e.scores.pairwise_f > r.best_fp) {
         r.best_fp = e.scores.pairwise_f, r.best_fp_tau = e.tau, r.best_fp_scale = scale;
         best_fp_labels = link_components(rep.links, e.tau);
-        best_labels = &best_fp_labels;
       }
       if (e.scores.bcubed_f > r.best_fb) r.best_fb = e.scores.bcubed_f, r.best_fb_tau = e.tau, r.best_fb_scale = scale;
     }
     if (!dump.empty()) scales.push_back(std::move(rep));
   }
-  r.best_small = evaluate_by_size(*best_labels, gt, 5).front().scores;
-  r.best_sparse = evaluate_by_sparsity(*best_labels, gt, x, 5).back().scores;
+  r.best_small = evaluate_by_size(best_fp_labels, gt, 5).front().scores;
+  r.best_sparse = evaluate_by_sparsity(best_fp_labels, gt, x, 5).back().scores;
   if (infomap) {
     const Scores d = evaluate(bench::knn_infomap(g, bench::kInfomapDefaultMinSim), gt);
     r.im_def_fp = d.pairwise_f, r.im_def_fb = d.bcubed_f;
