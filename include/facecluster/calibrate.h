@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -72,9 +73,29 @@ struct Calibration {
 // two-view mixture over about 2M sampled neighbour pairs (every r-th row, all its neighbours).
 Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
 
+// calibrate_graph in steps, for a process holding only some rows of the graph (a distributed
+// run): each samples its rows, the samples are joined in row order, and every process fits the
+// same calibration from them.
+struct PairSample {  // the pairs, each with its similarity and the overlap of the two lists
+  std::vector<int32_t> a, b;
+  std::vector<float> sim, overlap;
+};
+struct SimilarityRange {  // of the non-self kNN entries
+  float lo = 1e30f, hi = -1e30f;
+};
+// Rows are sampled when their global id is a multiple of this (about 2M pairs in all).
+int64_t calibration_row_stride(int64_t n, int k);
+// `rows` holds global rows first_row..first_row + rows.n - 1 of a graph of n rows;
+// nbrs_of(j) gives the list of any global row j those rows name.
+using NeighbourLookup = std::function<const int32_t*(int32_t)>;
+PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, const NeighbourLookup& nbrs_of);
+SimilarityRange similarity_range(const KnnGraph& rows, int64_t first_row);
+Calibration calibration_from_sample(const PairSample& sample, const SimilarityRange& range, const GraphParams& base);
+
 // The same graph with calibrated distances 1 - P(same) + order_weight * d / order_scale; the
-// map is increasing in d, so neighbour order is unchanged.
-KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c);
+// map is increasing in d, so neighbour order is unchanged. first_row: the global id of g's row
+// 0 (a part of a graph).
+KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row = 0);
 
 // The linking threshold by maximum likelihood: of the clusterings the links give at tau = 0.005,
 // 0.010, ..., 0.995, the one under which the sampled pairs' calibrated same-person probabilities

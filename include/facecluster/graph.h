@@ -49,6 +49,15 @@ std::vector<double> density_one_step(const KnnGraph& g, int k, double sigma, int
 std::vector<double> density_full(const KnnGraph& g, int k, double sigma, double d, double epsilon, int max_iter,
                                  int threads = 0, int* iterations = nullptr);
 
+// One-step NDDE of rows first_row..first_row + rows - 1 from their in-edges (target, source,
+// p_source,target), gathered from whichever process holds each source row: summed in source
+// order as density_one_step sums them, so the values are its values bit for bit.
+struct InEdge {
+  int64_t target = 0, source = 0;
+  float weight = 0;
+};
+std::vector<double> density_from_in_edges(std::vector<InEdge> edges, int64_t first_row, int64_t rows);
+
 std::vector<double> compute_density(const KnnGraph& g, const GraphParams& p);
 
 // TPDi(i, j) = 1 - sum over l in N(i) and N(j) of sqrt(q_il q_jl), for one pair; sq holds
@@ -64,6 +73,39 @@ struct Links {
   std::vector<float> dist;
 };
 Links select_parents(const KnnGraph& g, const std::vector<double>& density, const GraphParams& p);
+
+// A part of a graph for the linking stage of a distributed run: local rows 0..own-1 are the
+// rows to link, the rest (the halo) their neighbours held by other processes. Entries are local
+// row ids, with rows() (one past the last row) for padding and for entries outside the part;
+// sq (sqrt(q) at tpdi_sigma) and density were computed by each row's owner on the whole graph.
+struct GraphPart {
+  int64_t own = 0;
+  int k = 0;
+  std::vector<int64_t> global;  // the global id of each local row, own rows first
+  std::vector<int32_t> nbrs;    // rows() x k
+  std::vector<float> sq;        // rows() x k (TPDi)
+  std::vector<float> dists;     // own x k graph distances (linking without TPDi)
+  std::vector<double> density;  // rows()
+  int64_t rows() const { return static_cast<int64_t>(global.size()); }
+};
+// Parents of the own rows in global ids: the values select_parents gives those rows on the whole
+// graph, bit for bit.
+Links select_parents_part(const GraphPart& part, const GraphParams& p);
+
+// Rows held elsewhere that a part needs (its halo): global ids ascending, their neighbour lists
+// (global ids), sqrt(q) and density, k values per row.
+struct HaloRows {
+  std::vector<int64_t> ids;
+  std::vector<int32_t> nbrs;
+  std::vector<float> sq;
+  std::vector<double> density;
+};
+// The ids that rows first_row..first_row + own.n - 1 name outside themselves, ascending, once each.
+std::vector<int64_t> halo_ids(const KnnGraph& own, int64_t first_row);
+// The part of those rows (own: their lists in global ids and graph distances; own_sq empty
+// when linking without TPDi) and their halo.
+GraphPart make_graph_part(const KnnGraph& own, int64_t first_row, const std::vector<float>& own_sq,
+                          const std::vector<double>& own_density, const HaloRows& halo);
 
 // Connected components of the edges i -> parent with dist < tau. Labels are 0..C-1 in order of
 // each component's first row.

@@ -23,10 +23,19 @@ void write_features_npy(const std::string& path, const Matrix& m);
 // By extension: .npy reads its own shape; anything else is .bin and needs dim > 0.
 Matrix read_features(const std::string& path, int64_t dim);
 
-// Checks for NaN/Inf and all-zero rows, then scales every row to unit length.
-void normalize_rows(Matrix& m, const std::string& source);
+// The shape of a feature file (read as read_features does) without reading its rows, and rows
+// [first, first + count) of it alone: each process of a distributed run reads only its slice.
+struct FeatureShape {
+  int64_t rows = 0, cols = 0;
+};
+FeatureShape feature_shape(const std::string& path, int64_t dim);
+Matrix read_feature_rows(const std::string& path, int64_t dim, int64_t first, int64_t count);
+
+// Checks for NaN/Inf and all-zero rows, then scales every row to unit length. Messages name
+// rows from first_row (the slice's place in the file).
+void normalize_rows(Matrix& m, const std::string& source, int64_t first_row = 0);
 // Only the NaN/Inf/zero-row check.
-void check_finite_rows(const Matrix& m, const std::string& source);
+void check_finite_rows(const Matrix& m, const std::string& source, int64_t first_row = 0);
 
 // One integer label per line.
 Labels read_labels(const std::string& path);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "facecluster/config.h"
 #include "facecluster/types.h"
@@ -32,6 +33,25 @@ struct KnnOptions {
 // Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending.
 // An approximate index may return fewer than k; missing entries are -1.
 KnnGraph build_knn(const Matrix& normalized, const KnnOptions& opt);
+
+// Exact kNN seen one shard (a block of consecutive rows) at a time, as a distributed run sees
+// the data: every shard is searched with faiss flat as build_knn does, and the running top k
+// kept with faiss's rules for ties. After all shards, finish() gives the queries' rows as
+// build_knn with the flat index gives them (row ids global, the query itself first).
+class ShardedKnn {
+ public:
+  // queries: normalised rows with global ids first_query...; k: already clamped to all rows.
+  ShardedKnn(const Matrix& queries, int64_t first_query, int k);
+  void add_shard(const float* rows, int64_t count, int64_t first_row, int64_t dim);
+  KnnGraph finish() const;
+
+ private:
+  const Matrix& queries_;
+  int64_t first_query_;
+  int k_;
+  std::vector<float> ip_;     // queries x k, best first
+  std::vector<int64_t> ids_;  // -1: none yet
+};
 
 // Exact search by brute force (no faiss); the test oracle and the recall reference.
 KnnGraph brute_force_knn(const Matrix& normalized, int k, const std::vector<int64_t>& queries = {});

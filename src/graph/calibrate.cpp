@@ -161,14 +161,6 @@ double SameProbability::operator()(double s) const {
 
 namespace {
 
-// Pairs sampled for the fit: every row_stride-th row with all its real, non-self neighbours,
-// each with the overlap of the two faces' neighbour lists (shared entries / k), which depends
-// only on neighbour order, not on the similarity scale.
-struct PairSample {
-  std::vector<int32_t> a, b;
-  std::vector<float> sim, overlap;
-};
-
 // The ids of one neighbour list, for membership tests (open addressing, at most half full).
 class RowSet {
  public:
@@ -198,35 +190,41 @@ class RowSet {
   std::vector<int32_t> slot_;
 };
 
-PairSample sample_pairs(const KnnGraph& g) {
-  const int64_t row_stride = std::max<int64_t>(1, g.n * g.k / 2000000);
-  std::vector<int64_t> rows;
-  for (int64_t i = 0; i < g.n; i += row_stride) rows.push_back(i);
-  std::vector<std::vector<float>> sims(rows.size()), overlaps(rows.size());
-  std::vector<std::vector<int32_t>> others(rows.size());
-#pragma omp parallel if (rows.size() > 2000)
+}  // namespace
+
+int64_t calibration_row_stride(int64_t n, int k) { return std::max<int64_t>(1, n * k / 2000000); }
+
+PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, const NeighbourLookup& nbrs_of) {
+  const int64_t row_stride = calibration_row_stride(n, rows.k);
+  const int k = rows.k;
+  std::vector<int64_t> sampled;  // local rows whose global id is a multiple of the stride
+  for (int64_t i = (first_row + row_stride - 1) / row_stride * row_stride; i < first_row + rows.n; i += row_stride)
+    sampled.push_back(i - first_row);
+  std::vector<std::vector<float>> sims(sampled.size()), overlaps(sampled.size());
+  std::vector<std::vector<int32_t>> others(sampled.size());
+#pragma omp parallel if (sampled.size() > 2000)
   {
-    RowSet members(g.k);
+    RowSet members(k);
 #pragma omp for schedule(dynamic, 64)
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const int64_t i = rows[r];
-      const int32_t* nb = g.nbr_row(i);
-      const float* d = g.dist_row(i);
-      members.fill(nb, g.k);
-      for (int j = 0; j < g.k; ++j) {
+    for (size_t r = 0; r < sampled.size(); ++r) {
+      const int64_t i = first_row + sampled[r];
+      const int32_t* nb = rows.nbr_row(sampled[r]);
+      const float* d = rows.dist_row(sampled[r]);
+      members.fill(nb, k);
+      for (int j = 0; j < k; ++j) {
         if (nb[j] < 0 || nb[j] == i) continue;
-        const int32_t* other = g.nbr_row(nb[j]);
+        const int32_t* other = nbrs_of(nb[j]);
         int shared = 0;
-        for (int l = 0; l < g.k; ++l) shared += other[l] >= 0 && members.contains(other[l]);
+        for (int l = 0; l < k; ++l) shared += other[l] >= 0 && members.contains(other[l]);
         sims[r].push_back(1.f - d[j]);
-        overlaps[r].push_back(static_cast<float>(shared) / static_cast<float>(g.k));
+        overlaps[r].push_back(static_cast<float>(shared) / static_cast<float>(k));
         others[r].push_back(nb[j]);
       }
     }
   }
   PairSample out;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    out.a.insert(out.a.end(), others[r].size(), static_cast<int32_t>(rows[r]));
+  for (size_t r = 0; r < sampled.size(); ++r) {
+    out.a.insert(out.a.end(), others[r].size(), static_cast<int32_t>(first_row + sampled[r]));
     out.b.insert(out.b.end(), others[r].begin(), others[r].end());
     out.sim.insert(out.sim.end(), sims[r].begin(), sims[r].end());
     out.overlap.insert(out.overlap.end(), overlaps[r].begin(), overlaps[r].end());
@@ -234,20 +232,27 @@ PairSample sample_pairs(const KnnGraph& g) {
   return out;
 }
 
-}  // namespace
-
-Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
-  float lo = 1e30f, hi = -1e30f;
-  for (int64_t i = 0; i < g.n; ++i) {
-    const int32_t* nb = g.nbr_row(i);
-    const float* d = g.dist_row(i);
-    for (int j = 0; j < g.k; ++j) {
-      if (nb[j] < 0 || nb[j] == i) continue;
-      lo = std::min(lo, 1.f - d[j]);
-      hi = std::max(hi, 1.f - d[j]);
+SimilarityRange similarity_range(const KnnGraph& rows, int64_t first_row) {
+  SimilarityRange range;
+  for (int64_t r = 0; r < rows.n; ++r) {
+    const int32_t* nb = rows.nbr_row(r);
+    const float* d = rows.dist_row(r);
+    for (int j = 0; j < rows.k; ++j) {
+      if (nb[j] < 0 || nb[j] == first_row + r) continue;
+      range.lo = std::min(range.lo, 1.f - d[j]);
+      range.hi = std::max(range.hi, 1.f - d[j]);
     }
   }
-  const PairSample ps = sample_pairs(g);
+  return range;
+}
+
+Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
+  const PairSample ps = sample_pairs(g, 0, g.n, [&](int32_t j) { return g.nbr_row(j); });
+  return calibration_from_sample(ps, similarity_range(g, 0), base);
+}
+
+Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange& range, const GraphParams& base) {
+  const float lo = range.lo, hi = range.hi;
   const std::vector<float>& sim = ps.sim;
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
@@ -287,7 +292,7 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
   return c;
 }
 
-KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
+KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row) {
   KnnGraph out = g;
 #pragma omp parallel for schedule(static) if (g.n > 5000)
   for (int64_t i = 0; i < g.n; ++i) {
@@ -297,7 +302,7 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c) {
       if (nb[j] < 0) continue;
       const double raw = g.dist_row(i)[j];
       // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
-      d[j] = nb[j] == i || raw <= 0 ? 0.f
+      d[j] = nb[j] == first_row + i || raw <= 0 ? 0.f
                                     : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }

@@ -121,6 +121,18 @@ std::vector<double> density_full(const KnnGraph& g, int k, double sigma, double 
   return rho;
 }
 
+std::vector<double> density_from_in_edges(std::vector<InEdge> edges, int64_t first_row, int64_t rows) {
+  std::sort(edges.begin(), edges.end(),
+            [](const InEdge& a, const InEdge& b) { return a.target < b.target || (a.target == b.target && a.source < b.source); });
+  std::vector<double> rho(static_cast<size_t>(rows), 0.0);
+  for (const InEdge& e : edges) {
+    FC_CHECK(e.target >= first_row && e.target < first_row + rows,
+             "internal: an in-edge to row " << e.target << " reached the holder of rows " << first_row << " to " << first_row + rows - 1);
+    rho[static_cast<size_t>(e.target - first_row)] += e.weight;
+  }
+  return rho;
+}
+
 std::vector<double> compute_density(const KnnGraph& g, const GraphParams& p) {
   if (p.density == Density::OneStep) return density_one_step(g, p.ndde_k, p.ndde_sigma, p.threads);
   int iters = 0;

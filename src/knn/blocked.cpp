@@ -229,7 +229,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const St
     float* hv = heap_val.data() + i * k;
     int64_t* hi = heap_id.data() + i * k;
     faiss::minheap_reorder(static_cast<size_t>(k), hv, hi);
-    store_row(i, hv, hi, k, g);
+    store_row(i, hv, hi, k, g.nbr_row(i), g.dist_row(i));
   }
   return g;
 }

@@ -10,7 +10,7 @@
 namespace facecluster {
 
 // Writes one result row (inner products descending, ids; -1 = none) into the graph, self first.
-using StoreRow = std::function<void(int64_t row, const float* ip, const faiss::Index::idx_t* ids, int k, KnnGraph& g)>;
+using StoreRow = std::function<void(int64_t row, const float* ip, const faiss::Index::idx_t* ids, int k, int32_t* nbrs, float* dists)>;
 
 int64_t blocked_list_count(int64_t n, int requested);
 KnnGraph build_knn_blocked(const Matrix& normalized, const KnnOptions& o, int k, const StoreRow& store_row);

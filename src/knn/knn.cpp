@@ -59,11 +59,9 @@ class FaissInterruptScope {
   ~FaissInterruptScope() { faiss::InterruptCallback::clear_instance(); }
 };
 
-// Converts one faiss result row (inner products, int64 ids) into a graph row with the query
-// itself first.
-void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k, KnnGraph& g) {
-  int32_t* nb = g.nbr_row(i);
-  float* d = g.dist_row(i);
+// Converts one faiss result row (inner products, int64 ids) of query i into a graph row with
+// the query itself first.
+void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k, int32_t* nb, float* d) {
   int self_at = -1;
   for (int j = 0; j < k; ++j) {
     nb[j] = ids[j] < 0 ? -1 : static_cast<int32_t>(ids[j]);
@@ -174,7 +172,7 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
       check_interrupt();
       const int64_t m = std::min(chunk, x.rows - s);
       index->search(m, x.row(s), k, ip.data(), ids.data());
-      for (int64_t r = 0; r < m; ++r) store_row(s + r, ip.data() + r * k, ids.data() + r * k, k, g);
+      for (int64_t r = 0; r < m; ++r) store_row(s + r, ip.data() + r * k, ids.data() + r * k, k, g.nbr_row(s + r), g.dist_row(s + r));
       prog.update(s + m);
     }
   }
@@ -192,6 +190,76 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
     if (std::string(e.what()).find("interrupted") != std::string::npos) throw Interrupted();
     FC_FAIL("faiss failed: " << std::string(e.what()).substr(0, 300));
   }
+}
+
+ShardedKnn::ShardedKnn(const Matrix& queries, int64_t first_query, int k)
+    : queries_(queries), first_query_(first_query), k_(k),
+      ip_(static_cast<size_t>(queries.rows * k), -std::numeric_limits<float>::infinity()),
+      ids_(static_cast<size_t>(queries.rows * k), -1) {
+  FC_CHECK(k >= 1, "k must be >= 1, got " << k);
+}
+
+void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, int64_t dim) {
+  FC_CHECK(dim == queries_.cols, "a shard of dimension " << dim << " for queries of dimension " << queries_.cols);
+  if (count <= 0 || queries_.rows == 0) return;
+  FaissInterruptScope interrupt_scope;
+  faiss::IndexFlatIP index(static_cast<int>(dim));
+  const int ks = static_cast<int>(std::min<int64_t>(k_, count));
+  const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / count, 256, 8192);
+  std::vector<float> ip(static_cast<size_t>(chunk * ks));
+  std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * ks));
+  std::vector<float> merged_ip(static_cast<size_t>(k_));
+  std::vector<int64_t> merged_ids(static_cast<size_t>(k_));
+  struct Scored {
+    float ip;
+    int64_t id;
+  };
+  std::vector<Scored> pool;
+  pool.reserve(static_cast<size_t>(k_ + ks));
+  try {
+    index.add(count, rows);
+    for (int64_t s = 0; s < queries_.rows; s += chunk) {
+      check_interrupt();
+      const int64_t m = std::min(chunk, queries_.rows - s);
+      index.search(m, queries_.row(s), ks, ip.data(), ids.data());
+      for (int64_t r = 0; r < m; ++r) {
+        // faiss flat keeps, of values tied at the k-th place, the rows it saw first (smaller
+        // ids), and lists tied values larger id first: the same two rules give the same rows.
+        float* keep_ip = ip_.data() + (s + r) * k_;
+        int64_t* keep_ids = ids_.data() + (s + r) * k_;
+        pool.clear();
+        for (int j = 0; j < k_; ++j)
+          if (keep_ids[j] >= 0) pool.push_back({keep_ip[j], keep_ids[j]});
+        for (int j = 0; j < ks; ++j)
+          if (ids[static_cast<size_t>(r * ks + j)] >= 0) pool.push_back({ip[static_cast<size_t>(r * ks + j)], first_row + ids[static_cast<size_t>(r * ks + j)]});
+        const size_t keep = std::min(pool.size(), static_cast<size_t>(k_));
+        std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(keep), pool.end(),
+                          [](const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id < b.id); });
+        std::sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(keep),
+                  [](const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id > b.id); });
+        for (int j = 0; j < k_; ++j) {
+          const bool has = static_cast<size_t>(j) < keep;
+          merged_ip[j] = has ? pool[static_cast<size_t>(j)].ip : -std::numeric_limits<float>::infinity();
+          merged_ids[j] = has ? pool[static_cast<size_t>(j)].id : -1;
+        }
+        std::copy(merged_ip.begin(), merged_ip.end(), keep_ip);
+        std::copy(merged_ids.begin(), merged_ids.end(), keep_ids);
+      }
+    }
+  } catch (const faiss::FaissException& e) {
+    if (std::string(e.what()).find("interrupted") != std::string::npos) throw Interrupted();
+    FC_FAIL("faiss failed: " << std::string(e.what()).substr(0, 300));
+  }
+}
+
+KnnGraph ShardedKnn::finish() const {
+  KnnGraph g(queries_.rows, k_);
+  std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(k_));
+  for (int64_t r = 0; r < queries_.rows; ++r) {
+    std::copy(ids_.begin() + r * k_, ids_.begin() + (r + 1) * k_, ids.begin());
+    store_row(first_query_ + r, ip_.data() + r * k_, ids.data(), k_, g.nbr_row(r), g.dist_row(r));
+  }
+  return g;
 }
 
 }  // namespace facecluster

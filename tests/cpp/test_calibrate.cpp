@@ -220,3 +220,42 @@ TEST(LikelihoodTau, MatchesLabellingEveryStep) {
     EXPECT_NEAR(ll_at(tau), best, 1e-3) << "trial " << trial << ": chose " << tau << ", brute force " << best_tau;
   }
 }
+
+// A distributed run samples its own rows and joins the samples in row order: every process then
+// fits the calibration calibrate_graph fits on the whole graph, pair for pair.
+TEST(Calibrate, SamplesFromPartsGiveTheWholeGraphsCalibration) {
+  const KnnGraph g = fctest::random_graph(3000, 20, 9, false);
+  const Calibration whole = calibrate_graph(g, GraphParams{});
+  for (int parts : {2, 5}) {
+    PairSample joined;
+    SimilarityRange range;
+    for (int q = 0; q < parts; ++q) {
+      const int64_t lo = g.n * q / parts, hi = g.n * (q + 1) / parts;
+      KnnGraph own(hi - lo, g.k);
+      std::copy(g.nbr_row(lo), g.nbr_row(hi), own.nbrs.begin());
+      std::copy(g.dist_row(lo), g.dist_row(hi), own.dists.begin());
+      const PairSample s = sample_pairs(own, lo, g.n, [&](int32_t j) { return g.nbr_row(j); });
+      joined.a.insert(joined.a.end(), s.a.begin(), s.a.end());
+      joined.b.insert(joined.b.end(), s.b.begin(), s.b.end());
+      joined.sim.insert(joined.sim.end(), s.sim.begin(), s.sim.end());
+      joined.overlap.insert(joined.overlap.end(), s.overlap.begin(), s.overlap.end());
+      const SimilarityRange r = similarity_range(own, lo);
+      range.lo = std::min(range.lo, r.lo);
+      range.hi = std::max(range.hi, r.hi);
+      // The calibrated rows of the part are the whole graph's calibrated rows.
+      const KnnGraph cal_own = apply_calibration(own, whole, lo);
+      const KnnGraph cal_whole = apply_calibration(g, whole);
+      for (int64_t i = lo; i < hi; ++i)
+        for (int j = 0; j < g.k; ++j) ASSERT_EQ(cal_own.dist_row(i - lo)[j], cal_whole.dist_row(i)[j]) << i;
+    }
+    const Calibration c = calibration_from_sample(joined, range, GraphParams{});
+    ASSERT_EQ(c.pairs.size(), whole.pairs.size());
+    for (size_t i = 0; i < c.pairs.size(); ++i) {
+      ASSERT_EQ(c.pairs[i].a, whole.pairs[i].a);
+      ASSERT_EQ(c.pairs[i].b, whole.pairs[i].b);
+      ASSERT_EQ(c.pairs[i].log_odds, whole.pairs[i].log_odds);
+    }
+    EXPECT_EQ(c.order_scale, whole.order_scale);
+    EXPECT_EQ(c.same.threshold(), whole.same.threshold());
+  }
+}

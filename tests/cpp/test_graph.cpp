@@ -288,3 +288,60 @@ TEST(Parents, RenumberedRowsGiveIdenticalLinks) {
       }
   }
 }
+
+// A distributed run holds rows in parts; each part's in-edges, halo and links must give the
+// whole graph's density and links bit for bit (ties, twins and self-not-first included).
+TEST(GraphParts, PartsGiveTheWholeGraphsDensityAndLinks) {
+  const KnnGraph g = fctest::random_graph(900, 12, 77);
+  for (bool use_tpdi : {true, false}) {
+    GraphParams p;
+    p.use_tpdi = use_tpdi;
+    p.max_conn = 2;
+    p.ndde_k = 8;
+    const std::vector<double> rho = density_one_step(g, p.ndde_k, p.ndde_sigma);
+    const Links whole = select_parents(g, rho, p);
+    const std::vector<float> sq = transition_probabilities(g, g.k, p.tpdi_sigma, true);
+    for (int parts : {1, 2, 3, 7}) {
+      for (int q = 0; q < parts; ++q) {
+        const int64_t lo = g.n * q / parts, hi = g.n * (q + 1) / parts;
+        KnnGraph own(hi - lo, g.k);
+        std::copy(g.nbr_row(lo), g.nbr_row(hi), own.nbrs.begin());
+        std::copy(g.dist_row(lo), g.dist_row(hi), own.dists.begin());
+        // Density from the in-edges every part sends to the rows' holder.
+        std::vector<InEdge> in;
+        for (int r = 0; r < parts; ++r) {
+          const int64_t a = g.n * r / parts, b = g.n * (r + 1) / parts;
+          KnnGraph rows(b - a, g.k);
+          std::copy(g.nbr_row(a), g.nbr_row(b), rows.nbrs.begin());
+          std::copy(g.dist_row(a), g.dist_row(b), rows.dists.begin());
+          const std::vector<float> pr = transition_probabilities(rows, p.ndde_k, p.ndde_sigma, false);
+          for (int64_t i = 0; i < rows.n; ++i)
+            for (int j = 0; j < p.ndde_k; ++j) {
+              const int32_t t = rows.nbr_row(i)[j];
+              if (t >= lo && t < hi) in.push_back({t, a + i, pr[static_cast<size_t>(i * p.ndde_k + j)]});
+            }
+        }
+        std::reverse(in.begin(), in.end());  // arrival order must not matter
+        const std::vector<double> own_rho = density_from_in_edges(in, lo, hi - lo);
+        for (int64_t i = lo; i < hi; ++i) ASSERT_EQ(own_rho[static_cast<size_t>(i - lo)], rho[static_cast<size_t>(i)]) << i;
+        HaloRows halo;
+        halo.ids = halo_ids(own, lo);
+        for (int64_t j : halo.ids) {
+          ASSERT_TRUE(j < lo || j >= hi);
+          halo.nbrs.insert(halo.nbrs.end(), g.nbr_row(j), g.nbr_row(j) + g.k);
+          halo.sq.insert(halo.sq.end(), sq.begin() + j * g.k, sq.begin() + (j + 1) * g.k);
+          halo.density.push_back(rho[static_cast<size_t>(j)]);
+        }
+        const std::vector<float> own_sq(sq.begin() + lo * g.k, sq.begin() + hi * g.k);
+        const GraphPart part = make_graph_part(own, lo, use_tpdi ? own_sq : std::vector<float>{}, own_rho, halo);
+        const Links got = select_parents_part(part, p);
+        for (int64_t i = lo; i < hi; ++i)
+          for (int c = 0; c < p.max_conn; ++c) {
+            const size_t w = static_cast<size_t>(i * p.max_conn + c), o = static_cast<size_t>((i - lo) * p.max_conn + c);
+            ASSERT_EQ(got.parent[o], whole.parent[w]) << "tpdi " << use_tpdi << " parts " << parts << " row " << i;
+            ASSERT_EQ(got.dist[o], whole.dist[w]) << "tpdi " << use_tpdi << " parts " << parts << " row " << i;
+          }
+      }
+    }
+  }
+}

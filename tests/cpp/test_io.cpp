@@ -216,3 +216,35 @@ TEST(AtomicWrite, MissingFolderAndFailedWriteLeaveNothing) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"ok.txt"}));
   EXPECT_EQ(read_text_file(dir.file("ok.txt")), "fine");
 }
+
+// Each process of a distributed run reads only its rows: any slice is those rows of the whole
+// file (.bin, .npy float32 and float64), the shape comes from the file alone, and a row named in
+// an error is the row of the file.
+TEST(Features, SlicesAreTheRowsOfTheWholeFile) {
+  struct Case {
+    std::string path;
+    int64_t dim;
+  };
+  for (const Case& c : {Case{fixture("feats_f32.npy"), 0}, Case{fixture("feats_f64.npy"), 3}, Case{fixture("feats_d3.bin"), 3}}) {
+    const Matrix whole = read_features(c.path, c.dim);
+    const FeatureShape shape = feature_shape(c.path, c.dim);
+    ASSERT_EQ(shape.rows, whole.rows) << c.path;
+    ASSERT_EQ(shape.cols, whole.cols) << c.path;
+    for (int64_t first = 0; first <= whole.rows; ++first)
+      for (int64_t count = 0; first + count <= whole.rows; ++count) {
+        const Matrix part = read_feature_rows(c.path, c.dim, first, count);
+        ASSERT_EQ(part.rows, count);
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t j = 0; j < whole.cols; ++j) ASSERT_EQ(part.row(i)[j], whole.row(first + i)[j]) << c.path;
+      }
+    EXPECT_THROW(read_feature_rows(c.path, c.dim, 2, whole.rows), Error);
+  }
+  Matrix m(2, 2);
+  m.data = {1, 0, 0, 0};
+  try {
+    normalize_rows(m, "f.bin", 1000);
+    FAIL() << "a zero row was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 1001 "), std::string::npos) << e.what();
+  }
+}

@@ -119,3 +119,30 @@ TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
   EXPECT_LT(one, some);
   EXPECT_EQ(parse_knn_index("blocked"), KnnIndex::Blocked);
 }
+
+// A distributed run sees the rows one shard at a time (each rank starts with its own shard and
+// passes them round a ring): the merged top k must be build_knn's exact graph bit for bit.
+TEST(Knn, ShardedExactSearchEqualsFlatBitForBit) {
+  const Matrix x = data(3000, 48, 11);
+  KnnOptions o;
+  o.k = 40;
+  const KnnGraph whole = build_knn(x, o);
+  for (int parts : {1, 3, 4}) {
+    for (int q = 0; q < parts; ++q) {
+      const int64_t lo = x.rows * q / parts, hi = x.rows * (q + 1) / parts;
+      const Matrix queries = Matrix::borrow(x.row(lo), hi - lo, x.cols);
+      ShardedKnn search(queries, lo, o.k);
+      for (int s = 0; s < parts; ++s) {  // ring order: own shard first, then the one before, ...
+        const int r = (q - s + parts) % parts;
+        const int64_t a = x.rows * r / parts, b = x.rows * (r + 1) / parts;
+        search.add_shard(x.row(a), b - a, a, x.cols);
+      }
+      const KnnGraph got = search.finish();
+      for (int64_t i = lo; i < hi; ++i)
+        for (int j = 0; j < o.k; ++j) {
+          ASSERT_EQ(got.nbr_row(i - lo)[j], whole.nbr_row(i)[j]) << "parts " << parts << " row " << i << " col " << j << " dist " << got.dist_row(i - lo)[j] << " vs " << whole.dist_row(i)[j] << " next " << whole.dist_row(i)[j + 1];
+          ASSERT_EQ(got.dist_row(i - lo)[j], whole.dist_row(i)[j]) << "parts " << parts << " row " << i << " col " << j;
+        }
+    }
+  }
+}
