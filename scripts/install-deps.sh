@@ -12,6 +12,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzip-dev zlib1g-dev libomp-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   pybind11-dev python3-dev python3-numpy python3-pytest \
-  clang libclang-rt-dev libigraph-dev \
-  chromium >/dev/null  # clang + compiler-rt: the libFuzzer targets; chromium: screenshots of report.html; igraph: the Infomap baseline of bench_family
+  clang libclang-rt-dev libigraph-dev libopenmpi-dev openmpi-bin \
+  chromium >/dev/null  # clang + compiler-rt: the libFuzzer targets; chromium: screenshots of report.html; igraph: the Infomap baseline of bench_family; Open MPI: the distributed build
 echo "facecluster: dependencies installed"

@@ -3,7 +3,9 @@
 #  1. Release build: every C++ test (ctest) and the Python tests (pytest, Debian's python3);
 #  2. AddressSanitizer + UndefinedBehaviorSanitizer build of the core (I/O, graph, metrics,
 #     config, synthetic data) and its tests;
-#  3. the libFuzzer targets (fuzz/, clang) replayed on their seed corpus (scripts/fuzz.sh fuzzes).
+#  3. the libFuzzer targets (fuzz/, clang) replayed on their seed corpus (scripts/fuzz.sh fuzzes);
+#  4. the MPI build (-DFACECLUSTER_WITH_MPI=ON, Open MPI): mpirun with 1, 2 and 4 processes gives
+#     the one-process results (tests/mpi/check_mpi.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -29,4 +31,9 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
   -DFACECLUSTER_WITH_FAISS=OFF -DFACECLUSTER_BUILD_TESTS=OFF
 cmake --build build-fuzz -j "$JOBS"
 (cd build-fuzz && ctest -j "$JOBS" --output-on-failure --no-tests=error -L fuzz --timeout 600)
+echo "== MPI build and distributed tests (mpirun, 1/2/4 processes)"
+cmake -S . -B build-mpi -G Ninja -DCMAKE_BUILD_TYPE=Release -DFACECLUSTER_WITH_MPI=ON -DFACECLUSTER_WITH_TORCH=OFF \
+  -DFACECLUSTER_BUILD_TESTS=OFF -DFACECLUSTER_BUILD_BENCH=OFF -DFACECLUSTER_BUILD_PYTHON=OFF
+cmake --build build-mpi -j "$JOBS"
+(cd build-mpi && ctest --output-on-failure --no-tests=error -L mpi --timeout 1200)
 echo "facecluster: all tests passed"

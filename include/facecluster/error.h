@@ -20,6 +20,13 @@ class Interrupted : public Error {
   Interrupted() : Error("interrupted") {}
 };
 
+// Raised on the other processes of a distributed run when one process failed and reports the
+// error itself: they end non-zero without a second message.
+class FailedElsewhere : public Error {
+ public:
+  FailedElsewhere() : Error("another process of the run failed") {}
+};
+
 // Raw text made safe for one terminal line: printable ASCII only (others as \xNN), at most
 // ~max_chars characters (then "... (N bytes)"). Binary bytes or a 1 MB line never reach the terminal.
 inline std::string printable(const std::string& s, size_t max_chars = 80) {

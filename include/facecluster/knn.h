@@ -30,13 +30,15 @@ struct KnnOptions {
   uint64_t seed = 1234;        // IVF training sample
 };
 
-// Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending.
+// Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending
+// (flat: equal distances in row-id order, so a split into shards gives the same rows; see
+// ShardedKnn).
 // An approximate index may return fewer than k; missing entries are -1.
 KnnGraph build_knn(const Matrix& normalized, const KnnOptions& opt);
 
 // Exact kNN seen one shard (a block of consecutive rows) at a time, as a distributed run sees
-// the data: every shard is searched with faiss flat as build_knn does, and the running top k
-// kept with faiss's rules for ties. After all shards, finish() gives the queries' rows as
+// the data: every shard is searched with faiss flat as build_knn does, and the running best
+// kept with build_knn's rule for ties (equal inner products: the smaller row id first). After all shards, finish() gives the queries' rows as
 // build_knn with the flat index gives them (row ids global, the query itself first).
 class ShardedKnn {
  public:
@@ -48,8 +50,8 @@ class ShardedKnn {
  private:
   const Matrix& queries_;
   int64_t first_query_;
-  int k_;
-  std::vector<float> ip_;     // queries x k, best first
+  int k_, keep_;              // keep_: k and a margin for ties (src/knn/knn.cpp)
+  std::vector<float> ip_;     // queries x keep_, best first
   std::vector<int64_t> ids_;  // -1: none yet
 };
 

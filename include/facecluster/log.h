@@ -6,7 +6,8 @@
 
 namespace facecluster {
 
-// Verbosity: 0 silent, 1 stage lines (default), 2 detail.
+// Verbosity: -1 nothing (the other processes of a distributed run), 0 warnings only, 1 stage
+// lines (default), 2 detail.
 void set_log_level(int level);
 int log_level();
 void log_info(const std::string& msg);

@@ -1,6 +1,7 @@
 // Clustering scores with the field's common definitions (SPEC section 6). O(N) memory.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,12 @@ struct ClassCosines {
   std::vector<int32_t> class_of_row;
 };
 ClassCosines class_mean_cosines(const Matrix& normalized, const Labels& labels);
+// The same from the rows read block by block in order (read(first, count) gives rows first to
+// first + count - 1): a file too large for memory, or a process that holds only a slice of it.
+using RowBlocks = std::function<Matrix(int64_t first, int64_t count)>;
+ClassCosines class_mean_cosines_by_blocks(const Labels& labels, int64_t cols, const RowBlocks& read);
+// evaluate_by_sparsity with the class cosines already measured.
+std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const ClassCosines& cc, int bins = 5);
 
 // Human-readable table and JSON for one run.
 std::string format_scores_table(const Scores& s);

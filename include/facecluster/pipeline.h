@@ -6,6 +6,7 @@
 
 #include <functional>
 
+#include "facecluster/calibrate.h"
 #include "facecluster/plan.h"
 #include "facecluster/report.h"
 
@@ -45,5 +46,10 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& normalized);
 // (plan.calibrate), density, TPDi, parents, then labels at each tau of the plan (or the stable
 // tau), scored against gt when given.
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt = nullptr);
+
+// Its last step, on a report whose links are set: labels at each tau of the plan (or at the
+// likelihood tau of the calibrated pairs), the sweep, and the labels returned (the best scored
+// against gt when given, else the first).
+void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r);
 
 }  // namespace facecluster

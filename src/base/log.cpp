@@ -29,6 +29,7 @@ void log_info(const std::string& msg) {
 }
 
 void log_warn(const std::string& msg) {
+  if (g_level < 0) return;
   std::lock_guard<std::mutex> lock(g_mutex);
   std::fprintf(stderr, "warning: %s\n", msg.c_str());
 }

@@ -4,6 +4,9 @@
 
 #include "commands.h"
 #include "facecluster/error.h"
+#ifdef FC_WITH_MPI
+#include "facecluster/distributed.h"
+#endif
 #include "facecluster/io.h"
 #include "facecluster/log.h"
 #include "facecluster/pipeline.h"
@@ -18,6 +21,15 @@ namespace {
 void run_and_print(Job job, const PlanRequest& req) {
   const RunPlan plan = resolve_plan(job, req);
   for (const auto& w : plan.warnings) log_warn(w);
+#ifdef FC_WITH_MPI
+  if (mpi_active()) {
+    const ClusterReport r = run_plan_distributed(plan);
+    if (mpi_rank() != 0) return;
+    std::printf("%s", render_text(r).c_str());
+    if (!plan.out_dir.empty()) std::printf("\nresults written to %s (report.html to look at)\n", plan.out_dir.c_str());
+    return;
+  }
+#endif
   const ClusterReport r = run_plan(plan);
   std::printf("%s", render_text(r).c_str());
   if (!plan.out_dir.empty()) std::printf("\nresults written to %s (report.html to look at)\n", plan.out_dir.c_str());

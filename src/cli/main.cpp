@@ -3,6 +3,7 @@
 #include <new>
 #include <string>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -10,6 +11,9 @@
 #include "options.h"
 #include "facecluster/error.h"
 #include "facecluster/log.h"
+#ifdef FC_WITH_MPI
+#include "facecluster/distributed.h"
+#endif
 
 namespace {
 // The signal that asked to stop (SIGINT or SIGTERM), 0 while none did. Long loops see it through
@@ -31,6 +35,20 @@ std::optional<int64_t>& global_threads() {
 }  // namespace facecluster::cli
 
 int main(int argc, char** argv) {
+  // Under mpirun every process parses the same command line and resolves the same plan: only
+  // process 0 reports what fails there. Once the distributed run has begun, the process whose
+  // step failed reports it (the others end quietly with FailedElsewhere).
+  bool other_process = false;
+#ifdef FC_WITH_MPI
+  std::unique_ptr<facecluster::MpiSession> mpi;
+  if (facecluster::started_by_mpirun()) {
+    mpi = std::make_unique<facecluster::MpiSession>(&argc, &argv);
+    other_process = mpi->rank() > 0;
+  }
+  auto reports = [&] { return !other_process || facecluster::distributed_run_started(); };
+#else
+  auto reports = [&] { return !other_process; };
+#endif
   CLI::App app{"facecluster: cluster face embeddings by identity (NDDE density, TPDi distance, density-peak linking)"};
   app.require_subcommand(1);
   app.fallthrough();
@@ -52,24 +70,32 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "facecluster: error: %s (see --help)\n", one_line(e.what()).c_str());
+    if (e.get_exit_code() == 0) return other_process ? 0 : app.exit(e);  // --help
+    if (reports()) std::fprintf(stderr, "facecluster: error: %s (see --help)\n", one_line(e.what()).c_str());
     return 1;
   }
-  facecluster::set_log_level(quiet ? 0 : 1);
+  facecluster::set_log_level(other_process ? -1 : quiet ? 0 : 1);
+#ifdef FC_WITH_MPI
+  if (mpi && mpi->size() > 1 && app.get_subcommands().front()->get_name() != "cluster") {
+    if (reports()) std::fprintf(stderr, "facecluster: error: only `facecluster cluster` runs across processes under mpirun\n");
+    return 1;
+  }
+#endif
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   facecluster::set_interrupt_hook(&interrupted);
   try {
     for (auto* sub : app.get_subcommands()) runs.at(sub)();
+  } catch (const facecluster::FailedElsewhere&) {
+    return 1;
   } catch (const facecluster::Interrupted&) {
-    std::fprintf(stderr, "facecluster: interrupted\n");
+    if (reports()) std::fprintf(stderr, "facecluster: interrupted\n");
     return interrupted_exit_code();
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "facecluster: error: out of memory (the input is too large for this machine)\n");
+    if (reports()) std::fprintf(stderr, "facecluster: error: out of memory (the input is too large for this machine)\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "facecluster: error: %s\n", e.what());
+    if (reports()) std::fprintf(stderr, "facecluster: error: %s\n", e.what());
     return 1;
   }
   if (interrupted()) {  // a signal after the last check: the run did not finish as asked

@@ -78,6 +78,30 @@ void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k
   d[0] = 0.f;
 }
 
+// Exact search breaks ties the same way however the rows are split (one index, or shards on
+// several processes): faiss is asked for kTieMargin more than k, and the k kept are the best by
+// (inner product, then smaller row id), listed in that order. faiss's own choice among values
+// tied at its last place depends on the order it scanned the rows in; with the margin, a group
+// of tied values at the k-th place is ordered by id unless it has more than kTieMargin members
+// (exact duplicates of one embedding, 17 or more of them, at one query's k-th place).
+constexpr int kTieMargin = 16;
+
+struct Scored {
+  float ip;
+  int64_t id;
+};
+inline bool better(const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id < b.id); }
+
+// The best `keep` of pool (ids >= 0 only), best first, into ip/ids (padded with -1).
+void keep_best_scored(std::vector<Scored>& pool, int keep, float* ip, faiss::Index::idx_t* ids) {
+  const size_t m = std::min(pool.size(), static_cast<size_t>(keep));
+  std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(m), pool.end(), better);
+  for (size_t j = 0; j < static_cast<size_t>(keep); ++j) {
+    ip[j] = j < m ? pool[j].ip : -std::numeric_limits<float>::infinity();
+    ids[j] = j < m ? pool[j].id : -1;
+  }
+}
+
 std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt, std::unique_ptr<faiss::Index>& quantizer) {
   const int d = static_cast<int>(x.cols);
   if (opt.index == KnnIndex::Flat) return std::make_unique<faiss::IndexFlatIP>(d);
@@ -165,14 +189,29 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
     StageTimer timer(std::string("knn search (") + knn_index_name(o.index) + ", k " + std::to_string(k) + ")");
     // Chunks of ~2^28 distance computations keep progress and Ctrl-C responsive at any N.
     const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / x.rows, 256, 8192);
-    std::vector<float> ip(static_cast<size_t>(chunk * k));
-    std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * k));
+    const bool exact = o.index == KnnIndex::Flat;
+    const int kk = exact ? static_cast<int>(std::min<int64_t>(k + kTieMargin, x.rows)) : k;
+    std::vector<float> ip(static_cast<size_t>(chunk * kk)), row_ip(static_cast<size_t>(k));
+    std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * kk)), row_ids(static_cast<size_t>(k));
+    std::vector<Scored> pool;
     Progress prog("knn search", x.rows);
     for (int64_t s = 0; s < x.rows; s += chunk) {
       check_interrupt();
       const int64_t m = std::min(chunk, x.rows - s);
-      index->search(m, x.row(s), k, ip.data(), ids.data());
-      for (int64_t r = 0; r < m; ++r) store_row(s + r, ip.data() + r * k, ids.data() + r * k, k, g.nbr_row(s + r), g.dist_row(s + r));
+      index->search(m, x.row(s), kk, ip.data(), ids.data());
+      for (int64_t r = 0; r < m; ++r) {
+        const float* rip = ip.data() + r * kk;
+        const faiss::Index::idx_t* rids = ids.data() + r * kk;
+        if (exact) {
+          pool.clear();
+          for (int j = 0; j < kk; ++j)
+            if (rids[j] >= 0) pool.push_back({rip[j], rids[j]});
+          keep_best_scored(pool, k, row_ip.data(), row_ids.data());
+          rip = row_ip.data();
+          rids = row_ids.data();
+        }
+        store_row(s + r, rip, rids, k, g.nbr_row(s + r), g.dist_row(s + r));
+      }
       prog.update(s + m);
     }
   }
@@ -193,9 +232,9 @@ KnnGraph build_knn(const Matrix& x, const KnnOptions& opt) {
 }
 
 ShardedKnn::ShardedKnn(const Matrix& queries, int64_t first_query, int k)
-    : queries_(queries), first_query_(first_query), k_(k),
-      ip_(static_cast<size_t>(queries.rows * k), -std::numeric_limits<float>::infinity()),
-      ids_(static_cast<size_t>(queries.rows * k), -1) {
+    : queries_(queries), first_query_(first_query), k_(k), keep_(k + kTieMargin),
+      ip_(static_cast<size_t>(queries.rows * keep_), -std::numeric_limits<float>::infinity()),
+      ids_(static_cast<size_t>(queries.rows * keep_), -1) {
   FC_CHECK(k >= 1, "k must be >= 1, got " << k);
 }
 
@@ -204,18 +243,12 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
   if (count <= 0 || queries_.rows == 0) return;
   FaissInterruptScope interrupt_scope;
   faiss::IndexFlatIP index(static_cast<int>(dim));
-  const int ks = static_cast<int>(std::min<int64_t>(k_, count));
+  const int ks = static_cast<int>(std::min<int64_t>(keep_, count));
   const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / count, 256, 8192);
   std::vector<float> ip(static_cast<size_t>(chunk * ks));
   std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * ks));
-  std::vector<float> merged_ip(static_cast<size_t>(k_));
-  std::vector<int64_t> merged_ids(static_cast<size_t>(k_));
-  struct Scored {
-    float ip;
-    int64_t id;
-  };
   std::vector<Scored> pool;
-  pool.reserve(static_cast<size_t>(k_ + ks));
+  pool.reserve(static_cast<size_t>(keep_ + ks));
   try {
     index.add(count, rows);
     for (int64_t s = 0; s < queries_.rows; s += chunk) {
@@ -223,27 +256,16 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
       const int64_t m = std::min(chunk, queries_.rows - s);
       index.search(m, queries_.row(s), ks, ip.data(), ids.data());
       for (int64_t r = 0; r < m; ++r) {
-        // faiss flat keeps, of values tied at the k-th place, the rows it saw first (smaller
-        // ids), and lists tied values larger id first: the same two rules give the same rows.
-        float* keep_ip = ip_.data() + (s + r) * k_;
-        int64_t* keep_ids = ids_.data() + (s + r) * k_;
+        float* kept_ip = ip_.data() + (s + r) * keep_;
+        int64_t* kept_ids = ids_.data() + (s + r) * keep_;
         pool.clear();
-        for (int j = 0; j < k_; ++j)
-          if (keep_ids[j] >= 0) pool.push_back({keep_ip[j], keep_ids[j]});
-        for (int j = 0; j < ks; ++j)
-          if (ids[static_cast<size_t>(r * ks + j)] >= 0) pool.push_back({ip[static_cast<size_t>(r * ks + j)], first_row + ids[static_cast<size_t>(r * ks + j)]});
-        const size_t keep = std::min(pool.size(), static_cast<size_t>(k_));
-        std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(keep), pool.end(),
-                          [](const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id < b.id); });
-        std::sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(keep),
-                  [](const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id > b.id); });
-        for (int j = 0; j < k_; ++j) {
-          const bool has = static_cast<size_t>(j) < keep;
-          merged_ip[j] = has ? pool[static_cast<size_t>(j)].ip : -std::numeric_limits<float>::infinity();
-          merged_ids[j] = has ? pool[static_cast<size_t>(j)].id : -1;
+        for (int j = 0; j < keep_; ++j)
+          if (kept_ids[j] >= 0) pool.push_back({kept_ip[j], kept_ids[j]});
+        for (int j = 0; j < ks; ++j) {
+          const faiss::Index::idx_t id = ids[static_cast<size_t>(r * ks + j)];
+          if (id >= 0) pool.push_back({ip[static_cast<size_t>(r * ks + j)], first_row + id});
         }
-        std::copy(merged_ip.begin(), merged_ip.end(), keep_ip);
-        std::copy(merged_ids.begin(), merged_ids.end(), keep_ids);
+        keep_best_scored(pool, keep_, kept_ip, kept_ids);
       }
     }
   } catch (const faiss::FaissException& e) {
@@ -254,11 +276,8 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
 
 KnnGraph ShardedKnn::finish() const {
   KnnGraph g(queries_.rows, k_);
-  std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(k_));
-  for (int64_t r = 0; r < queries_.rows; ++r) {
-    std::copy(ids_.begin() + r * k_, ids_.begin() + (r + 1) * k_, ids.begin());
-    store_row(first_query_ + r, ip_.data() + r * k_, ids.data(), k_, g.nbr_row(r), g.dist_row(r));
-  }
+  for (int64_t r = 0; r < queries_.rows; ++r)
+    store_row(first_query_ + r, ip_.data() + r * keep_, ids_.data() + r * keep_, k_, g.nbr_row(r), g.dist_row(r));
   return g;
 }
 

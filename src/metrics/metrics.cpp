@@ -160,36 +160,50 @@ std::vector<BinScores> evaluate_by_size(const Labels& pred, const Labels& gt, in
 ClassCosines class_mean_cosines(const Matrix& x, const Labels& labels) {
   FC_CHECK(x.rows == static_cast<int64_t>(labels.size()),
            "class cosines need one feature row per label: " << x.rows << " rows, " << labels.size() << " labels");
+  return class_mean_cosines_by_blocks(labels, x.cols, [&](int64_t first, int64_t count) {
+    return Matrix::borrow(x.row(first), count, x.cols);
+  });
+}
+
+ClassCosines class_mean_cosines_by_blocks(const Labels& labels, int64_t d, const RowBlocks& read) {
   int64_t nc = 0;
   ClassCosines out;
   out.class_of_row = densify(labels, &nc);
-  const int64_t d = x.cols;
   std::vector<double> sums(static_cast<size_t>(nc * d), 0.0), self(static_cast<size_t>(nc), 0.0);
   out.size.assign(static_cast<size_t>(nc), 0);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const int32_t c = out.class_of_row[i];
-    const float* r = x.row(static_cast<int64_t>(i));
-    double* s = sums.data() + c * d;
-    for (int64_t j = 0; j < d; ++j) {
-      s[j] += r[j];
-      self[c] += double(r[j]) * r[j];
+  const int64_t n = static_cast<int64_t>(labels.size()), block = 65536;
+  for (int64_t first = 0; first < n; first += block) {
+    const Matrix x = read(first, std::min(block, n - first));
+    FC_CHECK(x.cols == d, "class cosines: rows of dimension " << x.cols << ", expected " << d);
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const int32_t c = out.class_of_row[static_cast<size_t>(first + r)];
+      const float* v = x.row(r);
+      double* s = sums.data() + c * d;
+      for (int64_t j = 0; j < d; ++j) {
+        s[j] += v[j];
+        self[c] += double(v[j]) * v[j];
+      }
+      ++out.size[c];
     }
-    ++out.size[c];
   }
   out.mean_cosine.assign(static_cast<size_t>(nc), std::nan(""));
   for (int64_t c = 0; c < nc; ++c) {
-    const double n = double(out.size[c]);
-    if (n < 2) continue;
+    const double m = double(out.size[c]);
+    if (m < 2) continue;
     double s2 = 0;
     for (int64_t j = 0; j < d; ++j) s2 += sums[c * d + j] * sums[c * d + j];
-    out.mean_cosine[c] = (s2 - self[c]) / (n * (n - 1));
+    out.mean_cosine[c] = (s2 - self[c]) / (m * (m - 1));
   }
   return out;
 }
 
 std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const Matrix& features, int bins) {
   FC_CHECK(pred.size() == gt.size(), "cannot score: " << pred.size() << " predicted labels but " << gt.size() << " true labels");
-  const ClassCosines cc = class_mean_cosines(features, gt);
+  return evaluate_by_sparsity(pred, gt, class_mean_cosines(features, gt), bins);
+}
+
+std::vector<BinScores> evaluate_by_sparsity(const Labels& pred, const Labels& gt, const ClassCosines& cc, int bins) {
+  FC_CHECK(pred.size() == gt.size(), "cannot score: " << pred.size() << " predicted labels but " << gt.size() << " true labels");
   std::vector<double> sparsity(cc.mean_cosine.size(), 0.0);  // singletons: 0
   for (size_t c = 0; c < sparsity.size(); ++c)
     if (!std::isnan(cc.mean_cosine[c])) sparsity[c] = 1.0 - cc.mean_cosine[c];

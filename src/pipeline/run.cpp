@@ -36,12 +36,17 @@ ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels
   GraphResult gr = run_graph_stage(*work, r.params);
   r.density = std::move(gr.density);
   r.links = std::move(gr.links);
+  cut_and_score(plan, cal.pairs, gt, r);
+  return r;
+}
+
+void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r) {
   std::vector<double> taus = plan.taus;
   if (plan.tau_automatic) {
     FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
     std::string note;
     StageTimer t("choose tau");
-    taus = {likelihood_tau(r.links, cal.pairs, &note)};
+    taus = {likelihood_tau(r.links, pairs, &note)};
     r.notes.push_back(note);
     log_info("  auto: " + note);
   }
@@ -68,7 +73,6 @@ ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels
     }
     r.sweep.push_back(e);
   }
-  return r;
 }
 
 KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x) {

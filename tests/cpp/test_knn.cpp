@@ -123,7 +123,7 @@ TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
 // A distributed run sees the rows one shard at a time (each rank starts with its own shard and
 // passes them round a ring): the merged top k must be build_knn's exact graph bit for bit.
 TEST(Knn, ShardedExactSearchEqualsFlatBitForBit) {
-  const Matrix x = data(3000, 48, 11);
+  const Matrix x = data(8000, 64, 11);  // float ties at the k-th place happen in dozens of rows
   KnnOptions o;
   o.k = 40;
   const KnnGraph whole = build_knn(x, o);
@@ -140,9 +140,34 @@ TEST(Knn, ShardedExactSearchEqualsFlatBitForBit) {
       const KnnGraph got = search.finish();
       for (int64_t i = lo; i < hi; ++i)
         for (int j = 0; j < o.k; ++j) {
-          ASSERT_EQ(got.nbr_row(i - lo)[j], whole.nbr_row(i)[j]) << "parts " << parts << " row " << i << " col " << j << " dist " << got.dist_row(i - lo)[j] << " vs " << whole.dist_row(i)[j] << " next " << whole.dist_row(i)[j + 1];
+          ASSERT_EQ(got.nbr_row(i - lo)[j], whole.nbr_row(i)[j]) << "parts " << parts << " row " << i << " col " << j;
           ASSERT_EQ(got.dist_row(i - lo)[j], whole.dist_row(i)[j]) << "parts " << parts << " row " << i << " col " << j;
         }
     }
+  }
+}
+
+// Equal distances are listed by row id, wherever the rows sit: five copies of each of 300
+// points give every query tie groups of five, the k-th place (k 12) inside one of them.
+TEST(Knn, ExactTiesAreInRowIdOrderWholeOrSharded) {
+  const Matrix base = data(300, 16, 2);
+  Matrix x(1500, 16);
+  for (int64_t i = 0; i < x.rows; ++i) std::copy(base.row(i % 300), base.row(i % 300) + 16, x.row(i));
+  KnnOptions o;
+  o.k = 12;
+  const KnnGraph whole = build_knn(x, o);
+  const Matrix queries = Matrix::borrow(x.row(600), 300, x.cols);
+  ShardedKnn search(queries, 600, o.k);
+  for (int64_t a : {600, 300, 900, 0, 1200}) search.add_shard(x.row(a), 300, a, x.cols);
+  const KnnGraph got = search.finish();
+  for (int64_t i = 0; i < x.rows; ++i) {
+    const int32_t* nb = whole.nbr_row(i);
+    EXPECT_EQ(nb[0], i);
+    for (int j = 2; j < o.k; ++j)  // after the query itself: ascending id within equal distances
+      if (whole.dist_row(i)[j] == whole.dist_row(i)[j - 1]) EXPECT_LT(nb[j - 1], nb[j]) << "row " << i;
+    // Its four copies (distance 0) come right after it, then the next group of five.
+    for (int j = 1; j < 5; ++j) EXPECT_EQ(nb[j] % 300, i % 300) << "row " << i;
+    if (i >= 600 && i < 900)
+      for (int j = 0; j < o.k; ++j) ASSERT_EQ(got.nbr_row(i - 600)[j], nb[j]) << "row " << i;
   }
 }

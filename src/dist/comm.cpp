@@ -1,0 +1,69 @@
+#include "comm.h"
+
+#include <algorithm>
+
+namespace facecluster::dist {
+
+int RowPartition::owner(int64_t row) const {
+  // first(r) = floor(n r / parts): the owner is the largest r with first(r) <= row.
+  int r = static_cast<int>(std::min<int64_t>(parts - 1, (row * parts) / std::max<int64_t>(1, n)));
+  while (r > 0 && first(r) > row) --r;
+  while (r + 1 < parts && first(r + 1) <= row) ++r;
+  return r;
+}
+
+Comm::Comm() {
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+void Comm::agree(const std::exception_ptr& err) {
+  const int mine = err ? rank_ : size_;
+  int first = size_;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, handle());
+  if (first == size_) return;
+  failure_agreed_ = true;
+  if (first == rank_) std::rethrow_exception(err);
+  throw FailedElsewhere();
+}
+
+std::vector<int> Comm::as_counts(const std::vector<int64_t>& bytes, std::vector<int>* displs, const char* what) {
+  std::vector<int> counts(bytes.size());
+  displs->assign(bytes.size(), 0);
+  int64_t at = 0;
+  for (size_t r = 0; r < bytes.size(); ++r) {
+    // MPI's counts and displacements are int: one message of a collective stays under 2 GiB.
+    FC_CHECK(bytes[r] < (int64_t{1} << 31) && at < (int64_t{1} << 31),
+             "internal: an MPI " << what << " of " << at + bytes[r] << " bytes exceeds 2 GiB; run with more processes");
+    counts[r] = static_cast<int>(bytes[r]);
+    (*displs)[r] = static_cast<int>(at);
+    at += bytes[r];
+  }
+  return counts;
+}
+
+int64_t Comm::sum(int64_t v) {
+  int64_t out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, handle());
+  return out;
+}
+
+double Comm::max(double v) {
+  double out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, handle());
+  return out;
+}
+
+float Comm::min(float v) {
+  float out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_FLOAT, MPI_MIN, handle());
+  return out;
+}
+
+float Comm::maxf(float v) {
+  float out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_FLOAT, MPI_MAX, handle());
+  return out;
+}
+
+}  // namespace facecluster::dist

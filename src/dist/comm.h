@@ -1,0 +1,143 @@
+// MPI for the distributed run (private to src/dist): the row partition, typed collectives over
+// std::vector, the bytes each process sends per stage, and the rule that a failure on any
+// process ends every process with one message.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "facecluster/error.h"
+
+namespace facecluster::dist {
+
+// Rows [first(r), first(r + 1)) belong to process r: consecutive, as even as can be.
+struct RowPartition {
+  int64_t n = 0;
+  int parts = 1;
+  int64_t first(int r) const { return n * r / parts; }
+  int64_t count(int r) const { return first(r + 1) - first(r); }
+  int owner(int64_t row) const;
+};
+
+class Comm {
+ public:
+  Comm();
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  MPI_Comm handle() const { return MPI_COMM_WORLD; }
+
+  // Runs f (work of this process only, no collective inside) and then agrees with every process
+  // on whether all succeeded. When one failed, the lowest failing process rethrows its error and
+  // every other one throws FailedElsewhere, so all leave together and one message is printed.
+  template <class F>
+  void step(F&& f) {
+    std::exception_ptr err;
+    try {
+      f();
+    } catch (...) {
+      err = std::current_exception();
+    }
+    agree(err);
+  }
+  bool failure_agreed() const { return failure_agreed_; }
+
+  // Bytes this process sent, by stage name (for the scale report).
+  void count_sent(const std::string& stage, int64_t bytes) { sent_[stage] += bytes; }
+  const std::map<std::string, int64_t>& sent() const { return sent_; }
+  std::string stage = "setup";  // the stage the collectives below are counted under
+
+  // Every process's `mine`, joined in rank order (so in row order when each holds its rows).
+  template <class T>
+  std::vector<T> allgather(const std::vector<T>& mine);
+  // Process 0 gets every process's `mine` joined in rank order; the others get nothing.
+  template <class T>
+  std::vector<T> gather_to_root(const std::vector<T>& mine);
+  // send[r] goes to process r; returns what each process sent here, by source rank.
+  template <class T>
+  std::vector<std::vector<T>> exchange(const std::vector<std::vector<T>>& send);
+
+  int64_t sum(int64_t v);
+  double max(double v);
+  float min(float v);
+  float maxf(float v);
+
+ private:
+  void agree(const std::exception_ptr& err);
+  // Counts of `bytes` per process with their displacements, checked to fit MPI's int.
+  static std::vector<int> as_counts(const std::vector<int64_t>& bytes, std::vector<int>* displs, const char* what);
+
+  int rank_ = 0, size_ = 1;
+  bool failure_agreed_ = false;
+  std::map<std::string, int64_t> sent_;
+};
+
+template <class T>
+std::vector<T> Comm::allgather(const std::vector<T>& mine) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  int64_t my_bytes = static_cast<int64_t>(mine.size() * sizeof(T));
+  std::vector<int64_t> bytes(static_cast<size_t>(size_));
+  MPI_Allgather(&my_bytes, 1, MPI_INT64_T, bytes.data(), 1, MPI_INT64_T, handle());
+  std::vector<int> displs;
+  const std::vector<int> counts = as_counts(bytes, &displs, "allgather");
+  int64_t total = 0;
+  for (int64_t b : bytes) total += b;
+  std::vector<T> out(static_cast<size_t>(total / static_cast<int64_t>(sizeof(T))));
+  MPI_Allgatherv(mine.data(), static_cast<int>(my_bytes), MPI_BYTE, out.data(), counts.data(), displs.data(), MPI_BYTE,
+                 handle());
+  count_sent(stage, my_bytes * (size_ - 1));
+  return out;
+}
+
+template <class T>
+std::vector<T> Comm::gather_to_root(const std::vector<T>& mine) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  int64_t my_bytes = static_cast<int64_t>(mine.size() * sizeof(T));
+  std::vector<int64_t> bytes(static_cast<size_t>(size_));
+  MPI_Gather(&my_bytes, 1, MPI_INT64_T, bytes.data(), 1, MPI_INT64_T, 0, handle());
+  std::vector<int> displs, counts;
+  int64_t total = 0;
+  if (rank_ == 0) {
+    counts = as_counts(bytes, &displs, "gather");
+    for (int64_t b : bytes) total += b;
+  }
+  std::vector<T> out(static_cast<size_t>(total / static_cast<int64_t>(sizeof(T))));
+  MPI_Gatherv(mine.data(), static_cast<int>(my_bytes), MPI_BYTE, out.data(), counts.data(), displs.data(), MPI_BYTE, 0,
+              handle());
+  if (rank_ != 0) count_sent(stage, my_bytes);
+  return out;
+}
+
+template <class T>
+std::vector<std::vector<T>> Comm::exchange(const std::vector<std::vector<T>>& send) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  std::vector<int64_t> send_bytes(static_cast<size_t>(size_)), recv_bytes(static_cast<size_t>(size_));
+  std::vector<T> flat;
+  for (int r = 0; r < size_; ++r) {
+    send_bytes[static_cast<size_t>(r)] = static_cast<int64_t>(send[static_cast<size_t>(r)].size() * sizeof(T));
+    flat.insert(flat.end(), send[static_cast<size_t>(r)].begin(), send[static_cast<size_t>(r)].end());
+    if (r != rank_) count_sent(stage, send_bytes[static_cast<size_t>(r)]);
+  }
+  MPI_Alltoall(send_bytes.data(), 1, MPI_INT64_T, recv_bytes.data(), 1, MPI_INT64_T, handle());
+  std::vector<int> sdispls, rdispls;
+  const std::vector<int> scounts = as_counts(send_bytes, &sdispls, "exchange");
+  const std::vector<int> rcounts = as_counts(recv_bytes, &rdispls, "exchange");
+  int64_t total = 0;
+  for (int64_t b : recv_bytes) total += b;
+  std::vector<T> got(static_cast<size_t>(total / static_cast<int64_t>(sizeof(T))));
+  MPI_Alltoallv(flat.data(), scounts.data(), sdispls.data(), MPI_BYTE, got.data(), rcounts.data(), rdispls.data(), MPI_BYTE,
+                handle());
+  std::vector<std::vector<T>> out(static_cast<size_t>(size_));
+  for (int r = 0; r < size_; ++r) {
+    const auto* at = got.data() + rdispls[static_cast<size_t>(r)] / static_cast<int>(sizeof(T));
+    out[static_cast<size_t>(r)].assign(at, at + rcounts[static_cast<size_t>(r)] / static_cast<int>(sizeof(T)));
+  }
+  return out;
+}
+
+}  // namespace facecluster::dist

@@ -1,0 +1,327 @@
+// The distributed run (include/facecluster/distributed.h, docs/distributed.md).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "comm.h"
+#include "facecluster/calibrate.h"
+#include "facecluster/distributed.h"
+#include "facecluster/io.h"
+#include "facecluster/knn.h"
+#include "facecluster/log.h"
+#include "facecluster/metrics.h"
+#include "facecluster/pipeline.h"
+
+namespace facecluster {
+
+namespace {
+bool g_session = false, g_run_started = false;
+int g_rank = 0;
+}  // namespace
+
+bool started_by_mpirun() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  g_session = true;
+  g_rank = rank_;
+}
+
+MpiSession::~MpiSession() {
+  MPI_Finalize();
+  g_session = false;
+}
+
+bool mpi_active() { return g_session; }
+int mpi_rank() { return g_rank; }
+bool distributed_run_started() { return g_run_started; }
+
+namespace {
+using dist::Comm;
+using dist::RowPartition;
+
+void check_plan(const RunPlan& plan) {
+  FC_CHECK(!plan.features.empty(), "under mpirun the features must come from a file (--features)");
+  FC_CHECK(plan.model.empty(), "the learned similarity (--model " << plan.model
+                                                                 << ") does not run under mpirun yet; cluster training-free "
+                                                                    "under mpirun, or with the model in one process");
+  FC_CHECK(plan.knn.index == KnnIndex::Flat, "under mpirun the kNN graph is exact: --index "
+                                                 << knn_index_name(plan.knn.index) << " is not distributed (use flat)");
+  FC_CHECK(plan.graph.density == Density::OneStep,
+           "under mpirun the density is the one-step NDDE (approximate_NDDe); the full diffusion (NDDe) is not distributed");
+}
+
+// One in-edge on the wire (row ids fit int32: at most 2^31 - 1 rows).
+struct WireEdge {
+  int32_t target, source;
+  float weight;
+};
+
+// The halo: rows other processes hold that this one's rows name. asked[r]: the ids process r
+// asked of this one (so the second round of answers needs no second round of questions).
+struct Halo {
+  HaloRows rows;
+  std::vector<std::vector<int64_t>> asked;
+};
+
+// What this process's rows name elsewhere, with their neighbour lists.
+Halo fetch_halo_lists(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo) {
+  Halo h;
+  h.rows.ids = halo_ids(g, lo);
+  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
+  for (int64_t j : h.rows.ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
+  h.asked = c.exchange(ask);
+  std::vector<std::vector<int32_t>> lists(static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r)
+    for (int64_t j : h.asked[static_cast<size_t>(r)])
+      lists[static_cast<size_t>(r)].insert(lists[static_cast<size_t>(r)].end(), g.nbr_row(j - lo), g.nbr_row(j - lo) + g.k);
+  // Ids ascend and owners hold ascending ranges: the answers joined by owner are in id order.
+  for (const auto& got : c.exchange(lists)) h.rows.nbrs.insert(h.rows.nbrs.end(), got.begin(), got.end());
+  return h;
+}
+
+// The halo rows' sqrt(q) and density, from their holders.
+void fetch_halo_values(Comm& c, Halo& h, int64_t lo, int k, const std::vector<float>& sq, const std::vector<double>& rho) {
+  std::vector<std::vector<float>> sq_out(static_cast<size_t>(c.size()));
+  std::vector<std::vector<double>> rho_out(static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r)
+    for (int64_t j : h.asked[static_cast<size_t>(r)]) {
+      if (!sq.empty())
+        sq_out[static_cast<size_t>(r)].insert(sq_out[static_cast<size_t>(r)].end(), sq.begin() + (j - lo) * k,
+                                              sq.begin() + (j - lo + 1) * k);
+      rho_out[static_cast<size_t>(r)].push_back(rho[static_cast<size_t>(j - lo)]);
+    }
+  for (const auto& got : c.exchange(sq_out)) h.rows.sq.insert(h.rows.sq.end(), got.begin(), got.end());
+  for (const auto& got : c.exchange(rho_out)) h.rows.density.insert(h.rows.density.end(), got.begin(), got.end());
+}
+
+// Every process's peak memory and bytes sent per stage, logged by process 0.
+void log_scale(Comm& c) {
+  static const char* stages[] = {"knn", "halo", "calibrate", "density", "gather"};
+  std::vector<double> mine{peak_memory_mib()};
+  for (const char* s : stages) {
+    const auto it = c.sent().find(s);
+    mine.push_back(it == c.sent().end() ? 0.0 : double(it->second));
+  }
+  c.stage = "report";
+  const std::vector<double> all = c.gather_to_root(mine);
+  if (c.rank() != 0) return;
+  const size_t w = mine.size();
+  for (int r = 0; r < c.size(); ++r) {
+    std::string line = "[mpi] process " + std::to_string(r) + ": peak " + std::to_string(std::lround(all[r * w])) + " MiB; sent";
+    for (size_t s = 0; s < std::size(stages); ++s) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %s %.1f MiB", stages[s], all[r * w + 1 + s] / (1024.0 * 1024.0));
+      line += buf;
+    }
+    log_info(line);
+  }
+}
+
+ClusterReport run(const RunPlan& plan, Comm& c) {
+  const bool root = c.rank() == 0;
+  const int P = c.size();
+  c.step([&] { check_plan(plan); });
+  if (root && !plan.knn_cache.empty())
+    log_warn("the kNN cache " + plan.knn_cache + " is neither read nor written under mpirun (the graph is built across processes)");
+  FeatureShape shape;
+  c.step([&] {
+    shape = feature_shape(plan.features, plan.feature_dim);
+    FC_CHECK(shape.rows < (int64_t{1} << 31), "features file " << plan.features << " has " << shape.rows
+                                                               << " rows; at most 2^31 - 1 are supported");
+    FC_CHECK(shape.rows >= P, "features file " << plan.features << " has " << shape.rows << " rows, fewer than the " << P
+                                               << " processes");
+  });
+  const RowPartition part{shape.rows, P};
+  const int64_t lo = part.first(c.rank()), n_own = part.count(c.rank()), n = shape.rows;
+  const int k = static_cast<int>(std::min<int64_t>(plan.knn.k, n));
+  if (root && k < plan.knn.k)
+    log_warn("k = " + std::to_string(plan.knn.k) + " exceeds the " + std::to_string(n) + " rows; using k = " + std::to_string(k));
+  if (root) log_info("[mpi] " + std::to_string(P) + " processes, " + std::to_string(n) + " rows, about " +
+                     std::to_string(n / P) + " each");
+
+  Matrix x;
+  Labels gt;
+  {
+    StageTimer t("read rows (this process's slice)");
+    c.step([&] {
+      x = read_feature_rows(plan.features, plan.feature_dim, lo, n_own);
+      if (plan.normalize) normalize_rows(x, plan.features, lo);
+      else check_finite_rows(x, plan.features, lo);
+      if (root && !plan.labels.empty()) {
+        gt = read_labels(plan.labels);
+        FC_CHECK(static_cast<int64_t>(gt.size()) == n, "labels " << plan.labels << " have " << gt.size()
+                                                                 << " rows but features " << plan.features << " have " << n);
+      }
+    });
+  }
+
+  KnnGraph g;
+  {
+    c.stage = "knn";
+    StageTimer t("knn (exact, a ring of " + std::to_string(P) + " shards, k " + std::to_string(k) + ")");
+    ShardedKnn search(x, lo, k);
+    std::vector<float> shard = x.data, incoming;
+    int holder = c.rank();  // whose rows `shard` holds
+    Progress prog("knn ring", P);
+    for (int s = 0; s < P; ++s) {
+      c.step([&] { search.add_shard(shard.data(), part.count(holder), part.first(holder), x.cols); });
+      if (root) prog.update(s + 1);
+      if (s + 1 == P) break;
+      const int from = (holder - 1 + P) % P;  // the shard the previous process holds now
+      incoming.resize(static_cast<size_t>(part.count(from) * x.cols));
+      FC_CHECK(shard.size() < (size_t{1} << 31) && incoming.size() < (size_t{1} << 31),
+               "internal: a shard of more than 2^31 values; run with more processes");
+      MPI_Sendrecv(shard.data(), static_cast<int>(shard.size()), MPI_FLOAT, (c.rank() + 1) % P, 0, incoming.data(),
+                   static_cast<int>(incoming.size()), MPI_FLOAT, (c.rank() - 1 + P) % P, 0, c.handle(), MPI_STATUS_IGNORE);
+      c.count_sent("knn", static_cast<int64_t>(shard.size() * sizeof(float)));
+      shard.swap(incoming);
+      holder = from;
+    }
+    g = search.finish();
+  }
+  x = Matrix();
+
+  c.stage = "halo";
+  Halo halo;
+  {
+    StageTimer t("halo: neighbour lists of the rows other processes hold");
+    halo = fetch_halo_lists(c, part, g, lo);
+  }
+
+  Calibration cal;
+  GraphParams params = plan.graph;
+  std::vector<std::string> notes;
+  if (plan.calibrate == CalibrateMode::Auto) {
+    c.stage = "calibrate";
+    StageTimer t("calibrate");
+    SimilarityRange range = similarity_range(g, lo);
+    range.lo = c.min(range.lo);
+    range.hi = c.maxf(range.hi);
+    PairSample mine;
+    c.step([&] {
+      mine = sample_pairs(g, lo, n, [&](int32_t j) -> const int32_t* {
+        if (j >= lo && j < lo + n_own) return g.nbr_row(j - lo);
+        const auto it = std::lower_bound(halo.rows.ids.begin(), halo.rows.ids.end(), int64_t{j});
+        FC_CHECK(it != halo.rows.ids.end() && *it == j, "internal: row " << j << " is not in the halo");
+        return halo.rows.nbrs.data() + (it - halo.rows.ids.begin()) * g.k;
+      });
+    });
+    PairSample all;
+    all.a = c.allgather(mine.a);
+    all.b = c.allgather(mine.b);
+    all.sim = c.allgather(mine.sim);
+    all.overlap = c.allgather(mine.overlap);
+    c.step([&] {
+      cal = calibration_from_sample(all, range, plan.graph);
+      g = apply_calibration(g, cal, lo);
+    });
+    params = cal.params;
+    notes = cal.notes;
+    if (root)
+      for (const auto& line : notes) log_info("  auto: " + line);
+  }
+
+  std::vector<double> rho;
+  {
+    c.stage = "density";
+    StageTimer t("density (approximate_NDDe, in-edges to their rows' holders)");
+    std::vector<std::vector<WireEdge>> send(static_cast<size_t>(P));
+    c.step([&] {
+      FC_CHECK(params.ndde_k >= 1, "NDDE k must be >= 1, got " << params.ndde_k);
+      const int kd = std::min(params.ndde_k, g.k);
+      const std::vector<float> p = transition_probabilities(g, kd, params.ndde_sigma, false, params.threads);
+      for (int64_t i = 0; i < n_own; ++i)
+        for (int j = 0; j < kd; ++j) {
+          const int32_t t = g.nbr_row(i)[j];
+          if (t >= 0) send[static_cast<size_t>(part.owner(t))].push_back({t, static_cast<int32_t>(lo + i), p[i * kd + j]});
+        }
+    });
+    std::vector<InEdge> in;
+    for (const auto& got : c.exchange(send))
+      for (const WireEdge& e : got) in.push_back({e.target, e.source, e.weight});
+    send.clear();
+    c.step([&] { rho = density_from_in_edges(std::move(in), lo, n_own); });
+  }
+
+  Links links;
+  {
+    c.stage = "halo";
+    StageTimer t(params.use_tpdi ? "TPDi + parents (with the halo's rows)" : "parents (with the halo's rows)");
+    std::vector<float> sq;
+    c.step([&] {
+      if (params.use_tpdi) sq = transition_probabilities(g, g.k, params.tpdi_sigma, true, params.threads);
+    });
+    fetch_halo_values(c, halo, lo, g.k, sq, rho);
+    c.step([&] {
+      const GraphPart gp = make_graph_part(g, lo, sq, rho, halo.rows);
+      links = select_parents_part(gp, params);
+    });
+  }
+
+  c.stage = "gather";
+  std::vector<int32_t> parents = c.gather_to_root(links.parent);
+  std::vector<float> link_dists = c.gather_to_root(links.dist);
+  std::vector<double> density = c.gather_to_root(rho);
+  ClusterReport r;
+  c.step([&] {
+    if (!root) return;
+    r.plan = describe_plan(plan);
+    r.plan.emplace_back("processes", std::to_string(P) + " (MPI; rows split in consecutive slices)");
+    r.warnings = plan.warnings;
+    r.params = params;
+    r.notes = notes;
+    r.density = std::move(density);
+    r.links.max_conn = params.max_conn;
+    r.links.parent = std::move(parents);
+    r.links.dist = std::move(link_dists);
+    cut_and_score(plan, cal.pairs, gt.empty() ? nullptr : &gt, r);
+    if (!gt.empty()) {
+      StageTimer bins("hard-cluster bins");
+      r.true_sizes = class_sizes(gt);
+      r.size_bins = evaluate_by_size(r.labels, gt, plan.bins);
+      const ClassCosines cc = class_mean_cosines_by_blocks(gt, shape.cols, [&](int64_t first, int64_t count) {
+        Matrix m = read_feature_rows(plan.features, plan.feature_dim, first, count);
+        if (plan.normalize) normalize_rows(m, plan.features, first);
+        return m;
+      });
+      r.sparsity_bins = evaluate_by_sparsity(r.labels, gt, cc, plan.bins);
+    }
+    if (!plan.out_dir.empty()) {
+      StageTimer w("write results to " + plan.out_dir);
+      write_results(plan.out_dir, r, plan.create_out_parents);
+    }
+  });
+  log_scale(c);
+  return r;
+}
+
+}  // namespace
+
+ClusterReport run_plan_distributed(const RunPlan& plan) {
+  FC_CHECK(g_session, "internal: the distributed run needs an MPI session");
+  g_run_started = true;
+  Comm c;
+  if (c.rank() != 0) set_log_level(-1);
+  try {
+    return run(plan, c);
+  } catch (const std::exception& e) {
+    if (c.failure_agreed()) throw;
+    // Not agreed: the other processes may wait in a collective for this one; end them all.
+    std::fprintf(stderr, "facecluster: error: process %d of %d: %s\n", c.rank(), c.size(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(c.handle(), 1);
+    throw;
+  }
+}
+
+}  // namespace facecluster

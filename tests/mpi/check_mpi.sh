@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The distributed run (issue 16) against the one-process run of the same binary: identical
+# labels, density and scores with exact kNN and default flags (automatic calibration and tau
+# included) at 1, 2 and 4 processes, and one clear error (nothing written) when one process fails.
+# Usage: tests/mpi/check_mpi.sh BUILD_DIR_WITH_MPI [ROWS ...]   (rows default: 20000 100000)
+set -euo pipefail
+build=$(cd "$1" && pwd)
+shift
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(20000 100000)
+fc="$build/facecluster"
+py=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail=0
+checks=0
+ok() { checks=$((checks + 1)); echo "ok: $*"; }
+bad() { checks=$((checks + 1)); fail=1; echo "FAILED: $*"; }
+
+# scores.json without the one line that must differ (the process count).
+same_scores() {
+  "$py" - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+b["plan"].pop("processes", None)
+sys.exit(0 if a == b else 1)
+PY
+}
+
+for n in "${sizes[@]}"; do
+  "$fc" -q synth -n "$n" -d 64 --seed 11 -o "s$n" >/dev/null
+  "$fc" -q --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" -o "one$n" >/dev/null
+  for np in 1 2 4; do
+    out="np${np}_$n"
+    if ! mpirun -np "$np" "$fc" -q --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" -o "$out" >"$out.log" 2>&1; then
+      bad "$n rows, $np processes: the run failed"; cat "$out.log"; continue
+    fi
+    if cmp -s "one$n/pred_labels.meta" "$out/pred_labels.meta" && cmp -s "one$n/density.txt" "$out/density.txt" &&
+       same_scores "one$n/scores.json" "$out/scores.json"; then
+      ok "$n rows, $np processes: labels, density and scores identical to one process"
+    else
+      bad "$n rows, $np processes: results differ from one process"
+    fi
+  done
+done
+
+# A bad row that only the third of four processes reads: one message naming the file and the
+# row, exit 1, no results folder.
+n=${sizes[0]}
+"$py" - "s$n.bin" bad.bin <<'PY'
+import sys, numpy as np
+x = np.fromfile(sys.argv[1], dtype=np.float32).reshape(-1, 64)
+x[int(len(x) * 0.6), 3] = np.nan
+x.tofile(sys.argv[2])
+PY
+set +e
+mpirun -np 4 "$fc" -q --threads 1 cluster -f bad.bin -d 64 -o bad_out >bad.out 2>bad.err
+rc=$?
+set -e
+row=$("$py" -c "print(int($n * 0.6))")
+if [ "$rc" -ne 0 ] && [ "$(grep -c 'facecluster: error:' bad.err)" -eq 1 ] && grep -q "bad.bin: row $row column 3" bad.err &&
+   [ ! -e bad_out ]; then
+  ok "a NaN on one process: one error line, exit $rc, nothing written"
+else
+  bad "a NaN on one process: exit $rc, stderr:"; cat bad.err
+fi
+
+# What does not run across processes says so once.
+expect_one_error() {  # what pattern command...
+  local what=$1 pattern=$2
+  shift 2
+  set +e
+  "$@" >err.out 2>err.log
+  local rc=$?
+  set -e
+  if [ "$rc" -ne 0 ] && [ "$(grep -c 'facecluster: error:' err.log)" -eq 1 ] && grep -q "$pattern" err.log; then
+    ok "$what: one error line"
+  else
+    bad "$what: exit $rc, stderr:"; cat err.log
+  fi
+}
+expect_one_error "an approximate index" "index ivf is not distributed" \
+  mpirun -np 2 "$fc" -q cluster -f "s$n.bin" -d 64 --index ivf -o ivf_out
+expect_one_error "another command" "only .facecluster cluster. runs across processes" \
+  mpirun -np 2 "$fc" -q synth -n 100 -d 8 -o never
+expect_one_error "a missing file" "missing.bin does not exist" \
+  mpirun -np 3 "$fc" -q cluster -f missing.bin -d 64 -o missing_out
+
+echo "mpi checks: $checks run"
+[ "$checks" -ge 7 ] || { echo "FAILED: too few checks ran"; exit 1; }
+exit $fail
