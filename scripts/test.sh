@@ -32,7 +32,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
 cmake --build build-fuzz -j "$JOBS"
 (cd build-fuzz && ctest -j "$JOBS" --output-on-failure --no-tests=error -L fuzz --timeout 600)
 echo "== MPI build and distributed tests (mpirun, 1/2/4 processes)"
-cmake -S . -B build-mpi -G Ninja -DCMAKE_BUILD_TYPE=Release -DFACECLUSTER_WITH_MPI=ON -DFACECLUSTER_WITH_TORCH=OFF \
+cmake -S . -B build-mpi -G Ninja -DCMAKE_BUILD_TYPE=Release -DFACECLUSTER_WITH_MPI=ON \
   -DFACECLUSTER_BUILD_TESTS=OFF -DFACECLUSTER_BUILD_BENCH=OFF -DFACECLUSTER_BUILD_PYTHON=OFF
 cmake --build build-mpi -j "$JOBS"
 (cd build-mpi && ctest --output-on-failure --no-tests=error -L mpi --timeout 1200)

@@ -71,8 +71,11 @@ struct InferenceOptions {
 // Runs the model over every anchor of `g` (features already normalised) and returns the graph
 // of learned distances d = 1 - sigmoid(logit), each row re-sorted ascending. Anchors stream in
 // batches: memory beyond the two graphs is one batch. The row itself is put first in the model's
-// input when the kNN row does not start with it.
-KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o);
+// input when the kNN row does not start with it. With anchors >= 0 only the first `anchors`
+// rows are anchors (and rows of the result); the others only lend their features (a process of a
+// distributed run: its own rows first, then the rows of other processes its rows name).
+KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o,
+                       int64_t anchors = -1);
 
 struct PairStats {
   double loss = 0, accuracy = 0, precision = 0, recall = 0;

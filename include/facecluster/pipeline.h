@@ -16,6 +16,8 @@ namespace facecluster {
 // when it names one, provides it; tools and tests may plug in their own.
 using SimilarityStage = std::function<KnnGraph(const Matrix& normalized, const KnnGraph& g)>;
 SimilarityStage model_stage(const RunPlan& plan);  // empty when the plan runs training-free
+// The plan's model over the first `anchors` rows of g (all when < 0; see learned_graph).
+KnnGraph plan_learned_graph(const RunPlan& plan, const Matrix& normalized, const KnnGraph& g, int64_t anchors = -1);
 
 // What the caller already holds. features: L2-normalised rows (needed unless graph is given;
 // also used for the sparsity bins). graph: a kNN graph to use instead of building one.

@@ -22,15 +22,13 @@ void run_and_print(Job job, const PlanRequest& req) {
   const RunPlan plan = resolve_plan(job, req);
   for (const auto& w : plan.warnings) log_warn(w);
 #ifdef FC_WITH_MPI
-  if (mpi_active()) {
-    const ClusterReport r = run_plan_distributed(plan);
-    if (mpi_rank() != 0) return;
-    std::printf("%s", render_text(r).c_str());
-    if (!plan.out_dir.empty()) std::printf("\nresults written to %s (report.html to look at)\n", plan.out_dir.c_str());
-    return;
-  }
-#endif
+  // Under mpirun every process runs its share; process 0 holds the report and prints it.
+  const bool distributed = mpi_active();
+  const ClusterReport r = distributed ? run_plan_distributed(plan) : run_plan(plan);
+  if (distributed && mpi_rank() != 0) return;
+#else
   const ClusterReport r = run_plan(plan);
+#endif
   std::printf("%s", render_text(r).c_str());
   if (!plan.out_dir.empty()) std::printf("\nresults written to %s (report.html to look at)\n", plan.out_dir.c_str());
 }

@@ -51,9 +51,6 @@ using dist::RowPartition;
 
 void check_plan(const RunPlan& plan) {
   FC_CHECK(!plan.features.empty(), "under mpirun the features must come from a file (--features)");
-  FC_CHECK(plan.model.empty(), "the learned similarity (--model " << plan.model
-                                                                 << ") does not run under mpirun yet; cluster training-free "
-                                                                    "under mpirun, or with the model in one process");
   FC_CHECK(plan.knn.index == KnnIndex::Flat, "under mpirun the kNN graph is exact: --index "
                                                  << knn_index_name(plan.knn.index) << " is not distributed (use flat)");
   FC_CHECK(plan.graph.density == Density::OneStep,
@@ -104,9 +101,48 @@ void fetch_halo_values(Comm& c, Halo& h, int64_t lo, int k, const std::vector<fl
   for (const auto& got : c.exchange(rho_out)) h.rows.density.insert(h.rows.density.end(), got.begin(), got.end());
 }
 
+// The learned similarity over this process's rows: the features of the rows they name that
+// others hold are fetched (a halo of features), the model runs with its own rows as anchors,
+// and the rows come back in global ids.
+KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, const KnnGraph& g, const Matrix& x, int64_t lo) {
+  const std::vector<int64_t> ids = halo_ids(g, lo);
+  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
+  for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
+  const auto asked = c.exchange(ask);
+  std::vector<std::vector<float>> rows(static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r)
+    for (int64_t j : asked[static_cast<size_t>(r)])
+      rows[static_cast<size_t>(r)].insert(rows[static_cast<size_t>(r)].end(), x.row(j - lo), x.row(j - lo) + x.cols);
+  const int64_t n_own = g.n, n_local = n_own + static_cast<int64_t>(ids.size());
+  Matrix xl(n_local, x.cols);
+  std::copy(x.row(0), x.row(0) + n_own * x.cols, xl.data.begin());
+  size_t at = static_cast<size_t>(n_own * x.cols);
+  for (const auto& got : c.exchange(rows)) {  // ids ascend, owners hold ascending ranges
+    std::copy(got.begin(), got.end(), xl.data.begin() + static_cast<std::ptrdiff_t>(at));
+    at += got.size();
+  }
+  KnnGraph gl(n_local, g.k);  // halo rows: no list (they are never anchors)
+  auto local_id = [&](int32_t j) -> int32_t {
+    if (j < 0) return -1;
+    if (j >= lo && j < lo + n_own) return static_cast<int32_t>(j - lo);
+    return static_cast<int32_t>(n_own + (std::lower_bound(ids.begin(), ids.end(), int64_t{j}) - ids.begin()));
+  };
+  for (int64_t e = 0; e < n_own * g.k; ++e) {
+    gl.nbrs[static_cast<size_t>(e)] = local_id(g.nbrs[static_cast<size_t>(e)]);
+    gl.dists[static_cast<size_t>(e)] = g.dists[static_cast<size_t>(e)];
+  }
+  KnnGraph out;
+  c.step([&] {
+    out = plan_learned_graph(plan, xl, gl, n_own);
+    for (int32_t& j : out.nbrs)
+      if (j >= 0) j = static_cast<int32_t>(j < n_own ? lo + j : ids[static_cast<size_t>(j - n_own)]);
+  });
+  return out;
+}
+
 // Every process's peak memory and bytes sent per stage, logged by process 0.
 void log_scale(Comm& c) {
-  static const char* stages[] = {"knn", "halo", "calibrate", "density", "gather"};
+  static const char* stages[] = {"knn", "model", "halo", "calibrate", "density", "gather"};
   std::vector<double> mine{peak_memory_mib()};
   for (const char* s : stages) {
     const auto it = c.sent().find(s);
@@ -188,6 +224,11 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       holder = from;
     }
     g = search.finish();
+  }
+  if (!plan.model.empty()) {
+    c.stage = "model";
+    StageTimer t("learned similarity (this process's rows as anchors, with a halo of features)");
+    g = learned_rows(c, plan, part, g, x, lo);
   }
   x = Matrix();
 

@@ -19,8 +19,9 @@ void check_inputs(const PairModel& model, const Matrix& x, const KnnGraph& g, co
 }
 
 // Runs fn(first_anchor, count, logits) over all anchors in batches, in eval mode, no autograd.
+// Anchors are rows 0..n-1 of g.
 template <typename Fn>
-void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, const Labels* labels,
+void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, int64_t n, const Labels* labels,
                     const InferenceOptions& o, const std::string& what, Fn&& fn) {
   model::TorchThreads threads(o.threads);
   torch::NoGradGuard no_grad;
@@ -29,13 +30,13 @@ void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, 
   net->eval();
   const auto feats = model::feature_tensor(x);
   const int k = model.spec().k;
-  std::vector<int64_t> anchors(static_cast<size_t>(std::min<int64_t>(o.batch_size, g.n)));
-  Progress progress(what, g.n);
+  std::vector<int64_t> anchors(static_cast<size_t>(std::max<int64_t>(1, std::min<int64_t>(o.batch_size, n))));
+  Progress progress(what, n);
   {
     model::AutocastScope autocast(o.precision);
-    for (int64_t first = 0; first < g.n; first += o.batch_size) {
+    for (int64_t first = 0; first < n; first += o.batch_size) {
       check_interrupt();
-      const int64_t count = std::min<int64_t>(o.batch_size, g.n - first);
+      const int64_t count = std::min<int64_t>(o.batch_size, n - first);
       std::iota(anchors.begin(), anchors.begin() + count, first);
       model::Batch b = model::make_batch(feats, g, anchors.data(), count, k, labels);
       torch::Tensor logits = net->forward(b.x, b.pad).to(torch::kFloat32).contiguous();
@@ -48,12 +49,15 @@ void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, 
 
 }  // namespace
 
-KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o) {
+KnnGraph learned_graph(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o,
+                       int64_t anchors) {
   check_inputs(model, x, g, o);
+  const int64_t n = anchors < 0 ? g.n : anchors;
+  FC_CHECK(n <= g.n, "internal: " << n << " anchors of a graph of " << g.n << " rows");
   const int k = model.spec().k;
-  KnnGraph out(g.n, k);
-  StageTimer timer("model inference (" + std::to_string(g.n) + " anchors, " + precision_name(o.precision) + ")");
-  for_each_batch(model, x, g, nullptr, o, "model inference",
+  KnnGraph out(n, k);
+  StageTimer timer("model inference (" + std::to_string(n) + " anchors, " + precision_name(o.precision) + ")");
+  for_each_batch(model, x, g, n, nullptr, o, "model inference",
                  [&](int64_t first, int64_t count, const model::Batch& b, const torch::Tensor& logits) {
                    const auto* ids = b.ids.data_ptr<int64_t>();
                    // d = 1 - sigmoid(z) = sigmoid(-z), exact for confident pairs too.
@@ -89,7 +93,7 @@ PairStats evaluate_pairs(const PairModel& model, const Matrix& x, const KnnGraph
   FC_CHECK(static_cast<int64_t>(labels.size()) == g.n, "labels have " << labels.size() << " rows but the graph has " << g.n);
   double loss_sum = 0;
   model::PairCounts total;
-  for_each_batch(model, x, g, &labels, o, "pair evaluation",
+  for_each_batch(model, x, g, g.n, &labels, o, "pair evaluation",
                  [&](int64_t, int64_t, const model::Batch& b, const torch::Tensor& logits) {
                    const model::PairCounts c = model::count_pairs(logits, b);
                    loss_sum += model::pair_loss(logits, b).item<double>() * static_cast<double>(c.pairs);

@@ -46,6 +46,25 @@ for n in "${sizes[@]}"; do
   done
 done
 
+# The learned similarity (the shipped 256-d model) on a small set: each process runs its own
+# rows as anchors with a halo of neighbour features.
+if "$fc" --help | grep -q "^  train"; then
+  "$fc" -q synth -n 3000 -d 256 --seed 4 -o m3k >/dev/null
+  "$fc" -q --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default -o model_one >/dev/null
+  for np in 2 4; do
+    out="model_np$np"
+    if mpirun -np "$np" "$fc" -q --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default -o "$out" >"$out.log" 2>&1 &&
+       cmp -s model_one/pred_labels.meta "$out/pred_labels.meta" && cmp -s model_one/density.txt "$out/density.txt" &&
+       same_scores model_one/scores.json "$out/scores.json"; then
+      ok "learned model, 3000 rows, $np processes: identical to one process"
+    else
+      bad "learned model, 3000 rows, $np processes: differs or failed"; cat "$out.log"
+    fi
+  done
+else
+  echo "skipped: the learned model under mpirun (this build has no libtorch)"
+fi
+
 # A bad row that only the third of four processes reads: one message naming the file and the
 # row, exit 1, no results folder.
 n=${sizes[0]}
