@@ -1,6 +1,5 @@
 // The distributed run (include/facecluster/distributed.h, docs/distributed.md).
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -141,9 +140,9 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
 }
 
 // Every process's peak memory and bytes sent per stage, logged by process 0.
-void log_scale(Comm& c) {
+void log_scale(Comm& c, int64_t own_rows, int64_t halo_rows) {
   static const char* stages[] = {"knn", "model", "halo", "calibrate", "density", "gather"};
-  std::vector<double> mine{peak_memory_mib()};
+  std::vector<double> mine{peak_memory_mib(), double(own_rows), double(halo_rows)};
   for (const char* s : stages) {
     const auto it = c.sent().find(s);
     mine.push_back(it == c.sent().end() ? 0.0 : double(it->second));
@@ -153,10 +152,13 @@ void log_scale(Comm& c) {
   if (c.rank() != 0) return;
   const size_t w = mine.size();
   for (int r = 0; r < c.size(); ++r) {
-    std::string line = "[mpi] process " + std::to_string(r) + ": peak " + std::to_string(std::lround(all[r * w])) + " MiB; sent";
+    char head[160];
+    std::snprintf(head, sizeof head, "[mpi] process %d: peak %.0f MiB, %.0f rows, halo %.0f rows; sent", r, all[r * w],
+                  all[r * w + 1], all[r * w + 2]);
+    std::string line = head;
     for (size_t s = 0; s < std::size(stages); ++s) {
       char buf[64];
-      std::snprintf(buf, sizeof buf, " %s %.1f MiB", stages[s], all[r * w + 1 + s] / (1024.0 * 1024.0));
+      std::snprintf(buf, sizeof buf, " %s %.1f MiB", stages[s], all[r * w + 3 + s] / (1024.0 * 1024.0));
       line += buf;
     }
     log_info(line);
@@ -342,7 +344,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       write_results(plan.out_dir, r, plan.create_out_parents);
     }
   });
-  log_scale(c);
+  log_scale(c, n_own, static_cast<int64_t>(halo.rows.ids.size()));
   return r;
 }
 
