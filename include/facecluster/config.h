@@ -76,6 +76,7 @@ struct Config {
   bool recompute_dist = true;
   int eval_epoch = 7;
   int threads = 0;  // facecluster extension: 0 = all cores
+  std::string device = "auto";  // facecluster extension: where the model trains and runs (cpu, cuda, cuda:N, auto)
   // facecluster extension: train on randomly rotated features (one random orthogonal D x D
   // matrix per batch). Cosines are unchanged, so the model must learn how neighbours relate
   // rather than where each training identity sits; see docs/model.md.

@@ -28,6 +28,7 @@ struct KnnOptions {
   int hnsw_ef_search = 128;    // raised to at least k
   int threads = 0;             // 0: OpenMP default (faiss reads the OpenMP global; build_knn sets it for the call)
   uint64_t seed = 1234;        // IVF training sample
+  std::string device = "cpu";  // flat on "cuda:N": exact search as libtorch matrix products on that GPU
 };
 
 // Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending
@@ -54,6 +55,12 @@ class ShardedKnn {
   std::vector<float> ip_;     // queries x keep_, best first
   std::vector<int64_t> ids_;  // -1: none yet
 };
+
+// Exact kNN as libtorch matrix products on `device` (cpu, cuda, cuda:N, auto): rows in chunks
+// against all rows, top k + a margin per row, the k best by (inner product, smaller id) as
+// build_knn keeps them; with bf16 the candidates come from bf16 products (a wider margin) and
+// are re-ranked in fp32. Builds with libtorch only (else it throws saying so).
+KnnGraph torch_exact_knn(const Matrix& normalized, int k, const std::string& device, bool bf16 = false);
 
 // Exact search by brute force (no faiss); the test oracle and the recall reference.
 KnnGraph brute_force_knn(const Matrix& normalized, int k, const std::vector<int64_t>& queries = {});

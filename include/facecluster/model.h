@@ -66,7 +66,14 @@ struct InferenceOptions {
   int batch_size = 512;
   Precision precision = Precision::Fp32;
   int threads = 0;                 // 0 = all cores
+  std::string device = "auto";     // cpu, cuda, cuda:N, auto (see resolve_device)
 };
+
+// A --device name as the model runs it: "cpu" or "cuda:N". auto: the first CUDA GPU when
+// libtorch sees one, else the CPU. Throws naming the choices for an unknown name, and for cuda
+// when this build's libtorch has no CUDA or no GPU is visible.
+std::string resolve_device(const std::string& name);
+bool cuda_available();
 
 // Runs the model over every anchor of `g` (features already normalised) and returns the graph
 // of learned distances d = 1 - sigmoid(logit), each row re-sorted ascending. Anchors stream in

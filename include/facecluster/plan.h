@@ -50,6 +50,7 @@ struct PlanRequest {
   std::optional<std::string> index;
 
   std::optional<std::string> model, precision;  // model: a file, or "default" (the shipped one)
+  std::optional<std::string> device;            // cpu, cuda, cuda:N, auto (the model's)
   std::optional<int64_t> batch_size;
 
   std::optional<std::string> calibrate, density, select_by;

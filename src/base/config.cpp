@@ -113,6 +113,7 @@ const std::map<std::string, Field>& fields() {
         FIELD("prefix", String, prefix),
         FIELD("eval_epoch", Int, eval_epoch),
         FIELD("threads", Int, threads),
+        FIELD("device", String, device),
         FIELD("augment_rotation", Bool, augment_rotation),
     };
     add_dataset_fields(t, "dataset_args", &Config::dataset_args);

@@ -49,6 +49,7 @@ inline void add_cluster_flags(CLI::App* cmd, ClusterFlags& f) {
   cmd->add_option("--bins", r.bins, "hard-cluster bins (default 5)");
   cmd->add_option("--precision", r.precision, "model inference: fp32 (default) or bf16");
   cmd->add_option("--batch-size", r.batch_size, "model inference: anchors per batch (default: test_batch_size, 512)");
+  cmd->add_option("--device", r.device, "where the model runs: cpu, cuda, cuda:N or auto (default: a CUDA GPU when libtorch sees one)");
   cmd->add_option("--set", r.sets, "override any config key: --set density_args.tpdi_sigma=0.1");
 }
 

@@ -1,6 +1,8 @@
 // The blocked kNN graph builder (private to src/knn; see blocked.cpp).
 #pragma once
 
+#include <cstdint>  // before faiss: its 1.7.3 headers miss it (GCC 13)
+
 #include <faiss/Index.h>
 
 #include <functional>

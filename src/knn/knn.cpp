@@ -1,3 +1,7 @@
+// Debian's faiss 1.7.3 headers use int64_t without including <cstdint>; GCC 13 no longer
+// pulls it in through other headers (issue 15), so it comes first.
+#include <cstdint>
+
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
@@ -171,6 +175,7 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
   o.k = k;
   ThreadScope threads(opt.threads);
   if (o.index == KnnIndex::Blocked) return build_knn_blocked(x, o, k, store_row);
+  if (o.index == KnnIndex::Flat && o.device != "cpu") return torch_exact_knn(x, k, o.device);
   std::unique_ptr<faiss::Index> quantizer;
   std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);
   {
@@ -280,5 +285,11 @@ KnnGraph ShardedKnn::finish() const {
     store_row(first_query_ + r, ip_.data() + r * keep_, ids_.data() + r * keep_, k_, g.nbr_row(r), g.dist_row(r));
   return g;
 }
+
+#ifndef FC_WITH_TORCH
+KnnGraph torch_exact_knn(const Matrix&, int, const std::string& device, bool) {
+  FC_FAIL("exact kNN on " << quote_input(device) << " needs libtorch; this build has none (use the CPU)");
+}
+#endif
 
 }  // namespace facecluster

@@ -32,10 +32,12 @@ Batch make_batch(const torch::Tensor& feats, const KnnGraph& g, const int64_t* a
       any_pad |= row[j] < 0;
     }
   }
-  auto safe = b.ids.clamp_min(0);
+  // The ids are gathered on the CPU; the batch lives where the features do.
+  const torch::Device dev = feats.device();
+  auto safe = b.ids.clamp_min(0).to(dev);
   b.x = feats.index_select(0, safe.flatten()).view({count, k, feats.size(1)});
   if (any_pad) {
-    b.pad = b.ids.lt(0);
+    b.pad = b.ids.lt(0).to(dev);
     b.x = b.x.masked_fill(b.pad.unsqueeze(-1), 0.0);
   }
   if (labels) {
@@ -48,6 +50,7 @@ Batch make_batch(const torch::Tensor& feats, const KnnGraph& g, const int64_t* a
         t[r * k + j] = id >= 0 && (*labels)[static_cast<size_t>(id)] == own ? 1.f : 0.f;
       }
     }
+    b.target = b.target.to(dev);
   }
   return b;
 }

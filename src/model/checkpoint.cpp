@@ -72,7 +72,7 @@ bool same_shapes(const ModelSpec& a, const ModelSpec& b) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const PairNet& net, int epoch, const CheckpointExtras& extras) {
+void save_checkpoint(const std::string& path, PairNet net, int epoch, const CheckpointExtras& extras) {
   torch::serialize::OutputArchive a;
   a.write("format", c10::IValue(std::string(kFormat)));
   a.write("version", c10::IValue(kVersion));
@@ -80,7 +80,12 @@ void save_checkpoint(const std::string& path, const PairNet& net, int epoch, con
   a.write("epoch", c10::IValue(static_cast<int64_t>(epoch)));
   a.write("config", c10::IValue(extras.config_yaml));
   torch::serialize::OutputArchive m;
+  // Weights are written from the CPU, so a file from a GPU run loads in a CPU-only build. The
+  // parameters move in place (the optimizer keeps its references) and move back after.
+  const torch::Device at = net->parameters().empty() ? torch::Device(torch::kCPU) : net->parameters().front().device();
+  if (!at.is_cpu()) net->to(torch::kCPU);
   net->save(m);
+  if (!at.is_cpu()) net->to(at);
   a.write("model", m);
   if (extras.optimizer) {
     torch::serialize::OutputArchive o;
@@ -102,7 +107,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const ModelSpec* expec
   check_zip_archive(path, "model file");
   LoadedCheckpoint ck;
   try {
-    ck.archive.load_from(path);
+    ck.archive.load_from(path, torch::Device(torch::kCPU));  // CUDA tensors (a GPU run's optimizer) land on the CPU
   } catch (const c10::Error& e) {
     FC_FAIL("model file " << path << " is not a readable facecluster checkpoint (truncated or another format): "
                           << first_line(e.what_without_backtrace()));
@@ -148,7 +153,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const ModelSpec* expec
   return ck;
 }
 
-void restore_optimizer(LoadedCheckpoint& ck, torch::optim::Optimizer& opt, const std::string& path) {
+void restore_optimizer(LoadedCheckpoint& ck, torch::optim::Optimizer& opt, const std::string& path, torch::Device device) {
   torch::serialize::InputArchive o;
   FC_CHECK(ck.archive.try_read("optimizer", o), "checkpoint " << path
                                                     << " holds weights only (no optimizer state): it cannot be resumed");
@@ -156,6 +161,14 @@ void restore_optimizer(LoadedCheckpoint& ck, torch::optim::Optimizer& opt, const
     opt.load(o);
   } catch (const c10::Error& e) {
     FC_FAIL("checkpoint " << path << ": optimizer state does not load: " << std::string(e.what_without_backtrace()).substr(0, 200));
+  }
+  if (device.is_cpu()) return;
+  for (auto& entry : opt.state()) {  // Adam's moments go where the parameters are
+    auto* adam = dynamic_cast<torch::optim::AdamParamState*>(entry.second.get());
+    FC_CHECK(adam, "checkpoint " << path << ": optimizer state of another kind than Adam cannot move to " << device.str());
+    adam->exp_avg(adam->exp_avg().to(device));
+    adam->exp_avg_sq(adam->exp_avg_sq().to(device));
+    if (adam->max_exp_avg_sq().defined()) adam->max_exp_avg_sq(adam->max_exp_avg_sq().to(device));
   }
 }
 

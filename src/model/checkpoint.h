@@ -16,7 +16,7 @@ struct CheckpointExtras {
   bool with_rng = false;
 };
 
-void save_checkpoint(const std::string& path, const PairNet& net, int epoch, const CheckpointExtras& extras);
+void save_checkpoint(const std::string& path, PairNet net, int epoch, const CheckpointExtras& extras);
 
 struct LoadedCheckpoint {
   PairNet net{nullptr};
@@ -29,7 +29,9 @@ struct LoadedCheckpoint {
 // Throws Error naming the file when it is missing, truncated, not a facecluster model, or (with
 // `expected`) of another architecture.
 LoadedCheckpoint load_checkpoint(const std::string& path, const ModelSpec* expected);
-void restore_optimizer(LoadedCheckpoint& ck, torch::optim::Optimizer& opt, const std::string& path);
+// The optimizer state, moved to `device` (where the parameters already are).
+void restore_optimizer(LoadedCheckpoint& ck, torch::optim::Optimizer& opt, const std::string& path,
+                       torch::Device device = torch::kCPU);
 void restore_rng(LoadedCheckpoint& ck, const std::string& path);
 
 }  // namespace facecluster::model

@@ -28,18 +28,22 @@ void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, 
   auto& net = model.impl()->net;
   const bool was_training = net->is_training();
   net->eval();
-  const auto feats = model::feature_tensor(x);
+  const torch::Device dev = model::torch_device(o.device);
+  net->to(dev);
+  const auto feats = model::feature_tensor(x).to(dev);  // no copy on the CPU
   const int k = model.spec().k;
   std::vector<int64_t> anchors(static_cast<size_t>(std::max<int64_t>(1, std::min<int64_t>(o.batch_size, n))));
   Progress progress(what, n);
   {
-    model::AutocastScope autocast(o.precision);
+    model::AutocastScope autocast(o.precision, dev);
     for (int64_t first = 0; first < n; first += o.batch_size) {
       check_interrupt();
       const int64_t count = std::min<int64_t>(o.batch_size, n - first);
       std::iota(anchors.begin(), anchors.begin() + count, first);
       model::Batch b = model::make_batch(feats, g, anchors.data(), count, k, labels);
-      torch::Tensor logits = net->forward(b.x, b.pad).to(torch::kFloat32).contiguous();
+      torch::Tensor logits = net->forward(b.x, b.pad).to(torch::kFloat32).to(torch::kCPU).contiguous();
+      if (b.pad.defined()) b.pad = b.pad.to(torch::kCPU);  // what fn reads stays on the CPU
+      if (b.target.defined()) b.target = b.target.to(torch::kCPU);
       fn(first, count, b, logits);
       progress.update(first + count);
     }

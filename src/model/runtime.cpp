@@ -1,11 +1,39 @@
 #include "runtime.h"
 
 #include <omp.h>
+#include <torch/version.h>
 
 #include "facecluster/error.h"
 #include "facecluster/log.h"
 
-namespace facecluster::model {
+namespace facecluster {
+
+std::string resolve_device(const std::string& name) {
+  const bool have_cuda = torch::cuda::is_available();
+  const int64_t count = have_cuda ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  if (name == "auto") return have_cuda ? "cuda:0" : "cpu";
+  if (name == "cpu") return "cpu";
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    int64_t index = 0;
+    if (name != "cuda") {
+      const std::string digits = name.substr(5);
+      FC_CHECK(!digits.empty() && digits.size() < 4 && digits.find_first_not_of("0123456789") == std::string::npos,
+               "unknown device " << quote_input(name) << "; expected cpu, cuda, cuda:N or auto");
+      index = std::stoll(digits);
+    }
+    FC_CHECK(have_cuda, "device " << quote_input(name) << ": libtorch sees no CUDA GPU (this build's libtorch is CPU-only, "
+                                                        "or no GPU is visible); use --device cpu or auto");
+    FC_CHECK(index < count, "device " << quote_input(name) << ": only " << count << " CUDA GPU(s) are visible");
+    return "cuda:" + std::to_string(index);
+  }
+  FC_FAIL("unknown device " << quote_input(name) << "; expected cpu, cuda, cuda:N or auto");
+}
+
+bool cuda_available() { return torch::cuda::is_available(); }
+
+namespace model {
+
+torch::Device torch_device(const std::string& name) { return torch::Device(resolve_device(name)); }
 
 TorchThreads::TorchThreads(int threads) : previous_(torch::get_num_threads()) {
   torch::set_num_threads(threads > 0 ? threads : omp_get_max_threads());
@@ -16,25 +44,45 @@ bool bf16_is_fast() {
   return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
-AutocastScope::AutocastScope(Precision precision) {
-  if (precision == Precision::Bf16) {
-    // libtorch's bf16 matrix products go through oneDNN only on AVX-512 CPUs; elsewhere its
-    // fallback is ~30x slower than fp32 (measured on an AVX2 EPYC), so fp32 it is.
-    if (!bf16_is_fast()) {
-      static bool warned = false;
-      if (!warned) log_warn("bf16 needs AVX-512 (bw, vl, dq) for fast matrix products; this CPU lacks it, using fp32");
-      warned = true;
-      return;
-    }
-    on_ = true;
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
+AutocastScope::AutocastScope(Precision precision, torch::Device device) {
+  if (precision != Precision::Bf16) return;
+  if (device.is_cuda()) {  // every CUDA GPU libtorch supports runs bf16 autocast
+    on_ = cuda_ = true;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);  // the per-device calls of 2.4+
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+    return;
   }
+  // libtorch's bf16 matrix products go through oneDNN only on AVX-512 CPUs; elsewhere its
+  // fallback is ~30x slower than fp32 (measured on an AVX2 EPYC), so fp32 it is.
+  if (!bf16_is_fast()) {
+    static bool warned = false;
+    if (!warned) log_warn("bf16 needs AVX-512 (bw, vl, dq) for fast matrix products; this CPU lacks it, using fp32");
+    warned = true;
+    return;
+  }
+  on_ = true;
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
 }
+
 AutocastScope::~AutocastScope() {
   if (!on_) return;
-  at::autocast::set_cpu_enabled(false);
+  if (cuda_) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+  } else {
+    at::autocast::set_cpu_enabled(false);
+  }
   at::autocast::clear_cache();
 }
 
-}  // namespace facecluster::model
+}  // namespace model
+}  // namespace facecluster

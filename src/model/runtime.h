@@ -18,6 +18,9 @@ class TorchThreads {
   int previous_;
 };
 
+// The torch device of a --device name (resolve_device's answer; cpu, cuda, cuda:N, auto).
+torch::Device torch_device(const std::string& name);
+
 // Whether this CPU runs libtorch's bf16 matrix products fast (oneDNN needs AVX-512).
 bool bf16_is_fast();
 
@@ -25,11 +28,11 @@ bool bf16_is_fast();
 // (otherwise a one-time warning and fp32).
 class AutocastScope {
  public:
-  explicit AutocastScope(Precision precision);
+  explicit AutocastScope(Precision precision, torch::Device device = torch::kCPU);
   ~AutocastScope();
 
  private:
-  bool on_ = false;
+  bool on_ = false, cuda_ = false;
 };
 
 }  // namespace facecluster::model

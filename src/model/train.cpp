@@ -85,28 +85,31 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
     }
   }
   auto& net = pm.impl()->net;
+  const torch::Device dev = model::torch_device(cfg.device);
+  net->to(dev);  // before the optimizer is made: it holds the parameters where they are
   torch::optim::Adam opt(net->parameters(),
                          torch::optim::AdamOptions(cfg.learning_rate).weight_decay(cfg.weight_decay));
   if (ck) {
-    model::restore_optimizer(*ck, opt, resume_from);
+    model::restore_optimizer(*ck, opt, resume_from, dev);
     model::restore_rng(*ck, resume_from);
     log_info("resumed from " + resume_from + " (epoch " + std::to_string(start) + ")");
   }
   if (start >= cfg.epochs) log_warn("nothing to train: already at epoch " + std::to_string(start) + " of " +
                                     std::to_string(cfg.epochs));
 
-  const auto feats = model::feature_tensor(*train.x);
+  const auto feats = model::feature_tensor(*train.x).to(dev);
   const int64_t n = train.x->rows;
   const int64_t batch = std::min<int64_t>(cfg.batch_size, n);
   const int64_t iters = n / batch;  // drop last
   log_info("training " + spec.describe() + ", " + std::to_string(pm.parameter_count()) + " parameters, " +
            std::to_string(n) + " anchors, batch " + std::to_string(batch) + ", " + std::to_string(iters) +
-           " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : ""));
+           " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : "") + ", on " + dev.str());
   std::vector<EpochLog> logs;
   std::vector<int64_t> order(static_cast<size_t>(n));
   InferenceOptions vo;
   vo.batch_size = cfg.test_batch_size;
   vo.threads = cfg.threads;
+  vo.device = cfg.device;
   for (int epoch = start; epoch < cfg.epochs; ++epoch) {
     net->train();
     // The order depends only on (seed, epoch), so a resumed run shuffles as the uninterrupted one.
@@ -120,7 +123,7 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
       check_interrupt();
       model::Batch b = model::make_batch(feats, *train.g, order.data() + it * batch, batch, spec.k, train.labels);
       if (cfg.augment_rotation) {
-        auto q = std::get<0>(torch::linalg_qr(torch::randn({spec.in_dim, spec.in_dim})));
+        auto q = std::get<0>(torch::linalg_qr(torch::randn({spec.in_dim, spec.in_dim}))).to(dev);
         b.x = torch::matmul(b.x, q);
       }
       auto logits = net->forward(b.x, b.pad);

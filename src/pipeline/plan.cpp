@@ -82,7 +82,7 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split, b
   if (job == Job::Train) {
     if (block == "dataset_args" || block == "test_dataset_args") return split_keys.count(name) > 0;
     return block == "model_args" || train_keys.count(key) || key == "work_dir" || key == "threads" ||
-           key == "test_knn_path" || key == "test_batch_size";
+           key == "test_knn_path" || key == "test_batch_size" || key == "device";
   }
   if (block == "dataset_args" || block == "test_dataset_args") return block == split && split_keys.count(name);
   if (block == "density_args") return true;
@@ -92,6 +92,7 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split, b
   if (block == "model_args") return job == Job::Eval;
   static const std::set<std::string> top = {"work_dir", "threads"};
   if (top.count(key)) return true;
+  if (key == "device") return true;  // the model's and the exact kNN's
   if (key == "test_batch_size") return job == Job::Eval || with_model;  // the model's inference batch
   if (job == Job::Eval) return key == "eval_epoch";
   return key == "test_knn_path" && split == "test_dataset_args";
@@ -260,6 +261,21 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   const int64_t batch = pick(req.batch_size, int64_t(cfg.test_batch_size));
   FC_CHECK(batch >= 1 && batch <= 1000000, "batch_size must be in [1, 1000000], got " << batch);
   p.inference.batch_size = static_cast<int>(batch);
+  // Where the model and the exact kNN run, decided here once: "cpu" or "cuda:N" (a GPU asked of
+  // a build or machine without one is refused now, before any work). The graph stage stays on
+  // the CPU; so do the approximate indexes.
+  const std::string device = pick(req.device, cfg.device);
+#ifdef FC_WITH_TORCH
+  p.inference.device = resolve_device(device);
+#else
+  FC_CHECK(device == "auto" || device == "cpu",
+           "device " << quote_input(device) << ": this build has no libtorch, so everything runs on the CPU");
+  p.inference.device = "cpu";
+#endif
+  p.knn.device = p.knn.index == KnnIndex::Flat ? p.inference.device : "cpu";
+  if (p.inference.device != "cpu" && p.knn.index != KnnIndex::Flat)
+    p.warnings.push_back(std::string("the ") + knn_index_name(p.knn.index) + " index runs on the CPU; only exact kNN (flat) runs on " +
+                         p.inference.device);
   p.inference.threads = p.threads;
 
   // The graph stage. Calibration "default": auto without a model, off with one (a model's
@@ -369,10 +385,11 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
     knn += ", M " + std::to_string(p.knn.hnsw_m) + ", ef_construction " + std::to_string(p.knn.hnsw_ef_construction) +
            ", ef_search " + std::to_string(p.knn.hnsw_ef_search);
   if (!p.knn_cache.empty()) knn += ", cache " + p.knn_cache + (p.rebuild_knn ? " (rebuilt)" : "");
+  if (p.knn.device != "cpu") knn += ", on " + p.knn.device;
   d.emplace_back("knn", knn);
   d.emplace_back("similarity", p.model.empty() ? "cosine (training-free)"
                                                : p.model + " (" + precision_name(p.inference.precision) + ", batch " +
-                                                     std::to_string(p.inference.batch_size) + ")");
+                                                     std::to_string(p.inference.batch_size) + ", " + p.inference.device + ")");
   d.emplace_back("calibrate", calibrate_name(p.calibrate));
   d.emplace_back("density", std::string(density_name(p.graph.density)) + ", ndde_k " + std::to_string(p.graph.ndde_k) +
                                 ", ndde_sigma " + num(p.graph.ndde_sigma));
@@ -406,6 +423,7 @@ const std::vector<Parameter>& run_parameters() {
         {"model", std::monostate{}, "learned similarity: a model file, or 'default' (the shipped model); None: cosine"},
         {"precision", std::string(precision_name(io.precision)), "model inference: fp32 or bf16"},
         {"batch_size", int64_t(c.test_batch_size), "model inference: anchors per batch"},
+        {"device", std::string(c.device), "where the model runs: cpu, cuda, cuda:N or auto (a CUDA GPU when libtorch sees one)"},
         {"calibrate", std::monostate{}, "auto or off; None: auto without a model, off with one"},
         {"tau", std::monostate{}, "linking threshold(s); None: automatic with calibrate auto, else 0.7"},
         {"select_by", std::string(c.cluster_args.select_by), "pairwise or bcubed: picks the best tau when labels are given"},
@@ -455,6 +473,7 @@ void set_parameter(PlanRequest& r, const std::string& name, const ParamValue& v)
       {"model", [&] { r.model = text(); }},
       {"precision", [&] { r.precision = text(); }},
       {"batch_size", [&] { r.batch_size = integer(); }},
+      {"device", [&] { r.device = text(); }},
       {"calibrate", [&] { r.calibrate = text(); }},
       {"tau",
        [&] {

@@ -171,3 +171,27 @@ TEST(Knn, ExactTiesAreInRowIdOrderWholeOrSharded) {
       for (int j = 0; j < o.k; ++j) ASSERT_EQ(got.nbr_row(i - 600)[j], nb[j]) << "row " << i;
   }
 }
+
+#ifdef FC_TEST_WITH_TORCH
+// The libtorch exact search (the GPU build's kNN) on the CPU: faiss flat's neighbours and
+// distances, ties listed by row id; bf16 candidates re-ranked in fp32 lose almost nothing.
+TEST(Knn, TorchExactSearchMatchesFaissFlat) {
+  const Matrix x = data(3000, 64, 13);
+  KnnOptions o;
+  o.k = 30;
+  const KnnGraph ref = build_knn(x, o);
+  const KnnGraph got = torch_exact_knn(x, o.k, "cpu");
+  ASSERT_EQ(got.n, ref.n);
+  ASSERT_EQ(got.k, ref.k);
+  int64_t same = 0;
+  for (int64_t i = 0; i < x.rows; ++i) {
+    EXPECT_EQ(got.nbr_row(i)[0], i);
+    for (int j = 0; j < o.k; ++j) ASSERT_NEAR(got.dist_row(i)[j], ref.dist_row(i)[j], 2e-6) << "row " << i;
+    std::set<int32_t> a(got.nbr_row(i), got.nbr_row(i) + o.k), b(ref.nbr_row(i), ref.nbr_row(i) + o.k);
+    same += a == b;
+  }
+  EXPECT_GE(same, x.rows - 30);  // sets differ only where float rounding reorders a tie at the k-th place
+  EXPECT_GE(knn_recall(x, torch_exact_knn(x, o.k, "cpu", true), 500), 0.995);
+  EXPECT_THROW(torch_exact_knn(x, o.k, "tpu"), Error);
+}
+#endif

@@ -210,3 +210,34 @@ TEST(Plan, UnusedKeysOfATrainingConfig) {
   EXPECT_EQ(unused_config_keys(b, Job::Cluster), std::vector<std::string>{"test_batch_size"});
   EXPECT_TRUE(unused_config_keys(b, Job::Cluster, true).empty());
 }
+
+#ifdef FC_TEST_WITH_TORCH
+// Where the model runs is decided once, in the plan: auto is the GPU when libtorch sees one;
+// a GPU asked of a machine (or a CPU-only libtorch) without one is refused before any work.
+TEST(Plan, DeviceIsDecidedOnceAndAMissingGpuIsRefused) {
+  fctest::TempDir dir;
+  PlanRequest r;
+  r.features = write(dir, "x.bin", std::string(64 * 256, '\0'));
+  r.dim = 256;
+  r.model = "default";
+  EXPECT_EQ(resolve_plan(Job::Cluster, r).inference.device, cuda_available() ? "cuda:0" : "cpu");
+  r.device = "cpu";
+  EXPECT_EQ(resolve_plan(Job::Cluster, r).inference.device, "cpu");
+  r.device = "gpu";
+  EXPECT_NE(error_of(r).find("unknown device 'gpu'; expected cpu, cuda, cuda:N or auto"), std::string::npos) << error_of(r);
+  r.device = "cuda:x";
+  EXPECT_NE(error_of(r).find("unknown device"), std::string::npos) << error_of(r);
+  if (!cuda_available()) {
+    r.device = "cuda";
+    EXPECT_NE(error_of(r).find("libtorch sees no CUDA GPU"), std::string::npos) << error_of(r);
+  }
+  // The exact kNN goes where the model goes; the approximate indexes stay on the CPU.
+  r.model.reset();
+  r.device = "auto";
+  RunPlan p = resolve_plan(Job::Cluster, r);
+  EXPECT_EQ(p.knn.device, p.inference.device);
+  r.index = "hnsw";
+  p = resolve_plan(Job::Cluster, r);
+  EXPECT_EQ(p.knn.device, "cpu");
+}
+#endif

@@ -250,3 +250,13 @@ def test_bad_values_from_python_are_refused(data):
         facecluster.knn_recall(X[:100], nb, d, sample=-1)
     with pytest.raises(ValueError, match="mislabel_share"):
         facecluster.synth(n=100, dim=8, mislabel_share=2.0)
+
+
+def test_device_is_checked_and_cpu_gives_the_default_result(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        facecluster.cluster(X[:500], device="gpu")
+    assert facecluster.DEFAULTS["device"] == "auto"
+    auto = facecluster.FaceClusterer().fit(X[:2000])
+    if "cuda" not in auto.report_["plan"]["knn"]:  # auto is the CPU on a machine without a GPU
+        np.testing.assert_array_equal(facecluster.cluster(X[:2000], device="cpu"), auto.labels_)

@@ -52,7 +52,7 @@ class FaceClusterer:
     """
 
     def __init__(self, k=_D["k"], index=_D["index"], tau=_D["tau"], calibrate=_D["calibrate"], model=_D["model"],
-                 precision=_D["precision"], batch_size=_D["batch_size"], select_by=_D["select_by"],
+                 precision=_D["precision"], batch_size=_D["batch_size"], device=_D["device"], select_by=_D["select_by"],
                  density=_D["density"], tpdi=_D["tpdi"], ndde_k=_D["ndde_k"], ndde_sigma=_D["ndde_sigma"],
                  tpdi_sigma=_D["tpdi_sigma"], max_conn=_D["max_conn"], nlist=_D["nlist"], nprobe=_D["nprobe"],
                  hnsw_m=_D["hnsw_m"], ef_construction=_D["ef_construction"], ef_search=_D["ef_search"],

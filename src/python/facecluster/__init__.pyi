@@ -32,6 +32,7 @@ class FaceClusterer:
     knn_: Tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
     def __init__(self, k: int = ..., index: str = ..., tau: Union[None, float, Sequence[float]] = ...,
                  calibrate: Optional[str] = ..., model: Optional[str] = ..., precision: str = ..., batch_size: int = ...,
+                 device: str = ...,
                  select_by: str = ..., density: str = ..., tpdi: bool = ..., ndde_k: int = ..., ndde_sigma: float = ...,
                  tpdi_sigma: float = ..., max_conn: int = ..., nlist: int = ..., nprobe: int = ..., hnsw_m: int = ...,
                  ef_construction: int = ..., ef_search: int = ..., probe: int = ..., refine: int = ...,
