@@ -24,6 +24,7 @@ std::function<void()> add_knn(CLI::App& app) {
   cmd->add_option("-d,--dim", a->dim, "feature dimension of a .bin file");
   cmd->add_option("-o,--out", a->out, "kNN cache to write (.npz, array 'data' of shape (N, 2, k))")->required();
   add_knn_flags(cmd, a->req);
+  cmd->add_option("--device", a->req.device, "exact search (flat) on: cpu, cuda, cuda:N or auto (default: a CUDA GPU when libtorch sees one)");
   cmd->add_option("--recall-sample", a->recall_sample, "measure recall@k against exact search on this many random rows");
   cmd->add_flag("--no-norm", a->no_norm, "rows are already L2-normalised (is_norm_feat: False)");
   cmd->add_flag("--compress", a->compress, "deflate the archive (like numpy.savez_compressed)");
