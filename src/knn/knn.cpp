@@ -5,6 +5,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/utils/distances.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 
@@ -247,19 +248,20 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
   FC_CHECK(dim == queries_.cols, "a shard of dimension " << dim << " for queries of dimension " << queries_.cols);
   if (count <= 0 || queries_.rows == 0) return;
   FaissInterruptScope interrupt_scope;
-  faiss::IndexFlatIP index(static_cast<int>(dim));
   const int ks = static_cast<int>(std::min<int64_t>(keep_, count));
   const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / count, 256, 8192);
   std::vector<float> ip(static_cast<size_t>(chunk * ks));
   std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * ks));
   std::vector<Scored> pool;
   pool.reserve(static_cast<size_t>(keep_ + ks));
+  Progress prog("knn search (a shard of " + std::to_string(count) + " rows)", queries_.rows);
   try {
-    index.add(count, rows);
     for (int64_t s = 0; s < queries_.rows; s += chunk) {
       check_interrupt();
       const int64_t m = std::min(chunk, queries_.rows - s);
-      index.search(m, queries_.row(s), ks, ip.data(), ids.data());
+      // What faiss's flat index runs, on the shard where it lies (the index would copy it).
+      faiss::knn_inner_product(queries_.row(s), rows, static_cast<size_t>(dim), static_cast<size_t>(m),
+                               static_cast<size_t>(count), static_cast<size_t>(ks), ip.data(), ids.data());
       for (int64_t r = 0; r < m; ++r) {
         float* kept_ip = ip_.data() + (s + r) * keep_;
         int64_t* kept_ids = ids_.data() + (s + r) * keep_;
@@ -272,6 +274,7 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
         }
         keep_best_scored(pool, keep_, kept_ip, kept_ids);
       }
+      prog.update(s + m);
     }
   } catch (const faiss::FaissException& e) {
     if (std::string(e.what()).find("interrupted") != std::string::npos) throw Interrupted();

@@ -45,8 +45,8 @@ int mpi_rank() { return g_rank; }
 bool distributed_run_started() { return g_run_started; }
 
 namespace {
-using dist::Comm;
-using dist::RowPartition;
+using mpi::Comm;
+using mpi::RowPartition;
 
 void check_plan(const RunPlan& plan) {
   FC_CHECK(!plan.features.empty(), "under mpirun the features must come from a file (--features)");

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace facecluster::dist {
+namespace facecluster::mpi {
 
 int RowPartition::owner(int64_t row) const {
   // first(r) = floor(n r / parts): the owner is the largest r with first(r) <= row.
@@ -66,4 +66,4 @@ float Comm::maxf(float v) {
   return out;
 }
 
-}  // namespace facecluster::dist
+}  // namespace facecluster::mpi

@@ -1,4 +1,4 @@
-// MPI for the distributed run (private to src/dist): the row partition, typed collectives over
+// MPI for the distributed run (private to src/mpi): the row partition, typed collectives over
 // std::vector, the bytes each process sends per stage, and the rule that a failure on any
 // process ends every process with one message.
 #pragma once
@@ -14,7 +14,7 @@
 
 #include "facecluster/error.h"
 
-namespace facecluster::dist {
+namespace facecluster::mpi {
 
 // Rows [first(r), first(r + 1)) belong to process r: consecutive, as even as can be.
 struct RowPartition {
@@ -140,4 +140,4 @@ std::vector<std::vector<T>> Comm::exchange(const std::vector<std::vector<T>>& se
   return out;
 }
 
-}  // namespace facecluster::dist
+}  // namespace facecluster::mpi
