@@ -42,27 +42,9 @@ std::vector<int> Comm::as_counts(const std::vector<int64_t>& bytes, std::vector<
   return counts;
 }
 
-int64_t Comm::sum(int64_t v) {
-  int64_t out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, handle());
-  return out;
-}
-
-double Comm::max(double v) {
-  double out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, handle());
-  return out;
-}
-
-float Comm::min(float v) {
+float Comm::all_reduce(float v, MPI_Op op) {
   float out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_FLOAT, MPI_MIN, handle());
-  return out;
-}
-
-float Comm::maxf(float v) {
-  float out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_FLOAT, MPI_MAX, handle());
+  MPI_Allreduce(&v, &out, 1, MPI_FLOAT, op, handle());
   return out;
 }
 

@@ -62,10 +62,8 @@ class Comm {
   template <class T>
   std::vector<std::vector<T>> exchange(const std::vector<std::vector<T>>& send);
 
-  int64_t sum(int64_t v);
-  double max(double v);
-  float min(float v);
-  float maxf(float v);
+  // v combined over every process by op (MPI_MIN, MPI_MAX, ...).
+  float all_reduce(float v, MPI_Op op);
 
  private:
   void agree(const std::exception_ptr& err);

@@ -248,8 +248,8 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     c.stage = "calibrate";
     StageTimer t("calibrate");
     SimilarityRange range = similarity_range(g, lo);
-    range.lo = c.min(range.lo);
-    range.hi = c.maxf(range.hi);
+    range.lo = c.all_reduce(range.lo, MPI_MIN);
+    range.hi = c.all_reduce(range.hi, MPI_MAX);
     PairSample mine;
     c.step([&] {
       mine = sample_pairs(g, lo, n, [&](int32_t j) -> const int32_t* {
