@@ -111,33 +111,19 @@ def test_bad_graph_and_values():
 
 def test_ctrl_c_interrupts_a_long_call():
     X = np.random.default_rng(0).standard_normal((120000, 256), dtype=np.float32)
-    # Ctrl-C after 1 s, pressed again every 0.5 s until the call ends: in 2 of about 10 full-suite
-    # runs on a loaded 2-core machine a single SIGINT went unnoticed (cause not found; never in
-    # isolation). How many were needed is reported when it is more than one.
-    done = threading.Event()
-    sent = []
-
-    def press():
-        time.sleep(1.0)
-        while not done.is_set() and len(sent) < 20:
-            sent.append(time.monotonic())
-            os.kill(os.getpid(), signal.SIGINT)
-            done.wait(0.5)
-
-    presser = threading.Thread(target=press, daemon=True)
-    start = time.monotonic()
-    presser.start()
+    # Python raises KeyboardInterrupt on SIGINT only when it installed its handler at start-up; a
+    # process started in the background by a non-interactive shell inherits SIGINT ignored and
+    # never sees Ctrl-C (that, not the module, failed this test in background runs). Install it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        start = time.monotonic()
+        timer.start()
         with pytest.raises(KeyboardInterrupt):
             facecluster.knn(X, k=80)
+        assert time.monotonic() - start < 15.0  # exact search of 120K x 256 takes ~40 s here
     finally:
-        previous = signal.signal(signal.SIGINT, lambda *_: None)  # a press still in flight is dropped
-        done.set()
-        presser.join()
         signal.signal(signal.SIGINT, previous)
-    assert time.monotonic() - start < 15.0  # exact search of 120K x 256 takes ~40 s here
-    if len(sent) > 1:
-        print(f"ctrl-c: {len(sent)} SIGINTs were sent before the call stopped")
 
 
 def test_gil_is_released(data):
