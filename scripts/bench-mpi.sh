@@ -30,7 +30,8 @@ first=""
 for p in $procs; do
   threads=$(( $(nproc) / p )); [ "$threads" -ge 1 ] || threads=1
   start=$(date +%s.%N)
-  /usr/bin/time -f "%e" -o "$out/np$p.time" mpirun -np "$p" "$build/facecluster" --threads "$threads" cluster \
+  # --bind-to none: Open MPI would pin a lone process (and its threads) to one core.
+  /usr/bin/time -f "%e" -o "$out/np$p.time" mpirun --bind-to none -np "$p" "$build/facecluster" --threads "$threads" cluster \
     -f "$features" -d "$dim" "${label_flag[@]}" -o "$out/np$p" >"$out/np$p.out" 2>"$out/np$p.log"
   echo "== P = $p ($threads thread(s) each): $(cat "$out/np$p.time") s wall"
   grep -E '^\[stage\] (knn|halo|calibrate|density|TPDi|link|choose|read rows)' "$out/np$p.log" | sed 's/^/  /'
