@@ -62,6 +62,30 @@ struct WireEdge {
   float weight;
 };
 
+// Sends each id to the process holding it; returns, per process, the ids it asked of this one.
+std::vector<std::vector<int64_t>> ask_holders(Comm& c, const RowPartition& part, const std::vector<int64_t>& ids) {
+  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
+  for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
+  return c.exchange(ask);
+}
+
+// Answers what every process asked (ask_holders) with `width` values per row, row_of(local row)
+// pointing at them; returns the answers to this process's own ask. Its ids ascend and holders
+// hold ascending ranges, so the answers joined by holder are in id order.
+template <class T, class RowOf>
+std::vector<T> answer_asked(Comm& c, const std::vector<std::vector<int64_t>>& asked, int64_t lo, int64_t width,
+                            RowOf row_of) {
+  std::vector<std::vector<T>> out(static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r)
+    for (int64_t j : asked[static_cast<size_t>(r)]) {
+      const T* row = row_of(j - lo);
+      out[static_cast<size_t>(r)].insert(out[static_cast<size_t>(r)].end(), row, row + width);
+    }
+  std::vector<T> joined;
+  for (const auto& got : c.exchange(out)) joined.insert(joined.end(), got.begin(), got.end());
+  return joined;
+}
+
 // The halo: rows other processes hold that this one's rows name. asked[r]: the ids process r
 // asked of this one (so the second round of answers needs no second round of questions).
 struct Halo {
@@ -73,31 +97,15 @@ struct Halo {
 Halo fetch_halo_lists(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo) {
   Halo h;
   h.rows.ids = halo_ids(g, lo);
-  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
-  for (int64_t j : h.rows.ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
-  h.asked = c.exchange(ask);
-  std::vector<std::vector<int32_t>> lists(static_cast<size_t>(c.size()));
-  for (int r = 0; r < c.size(); ++r)
-    for (int64_t j : h.asked[static_cast<size_t>(r)])
-      lists[static_cast<size_t>(r)].insert(lists[static_cast<size_t>(r)].end(), g.nbr_row(j - lo), g.nbr_row(j - lo) + g.k);
-  // Ids ascend and owners hold ascending ranges: the answers joined by owner are in id order.
-  for (const auto& got : c.exchange(lists)) h.rows.nbrs.insert(h.rows.nbrs.end(), got.begin(), got.end());
+  h.asked = ask_holders(c, part, h.rows.ids);
+  h.rows.nbrs = answer_asked<int32_t>(c, h.asked, lo, g.k, [&](int64_t i) { return g.nbr_row(i); });
   return h;
 }
 
-// The halo rows' sqrt(q) and density, from their holders.
+// The halo rows' sqrt(q) (when linking by TPDi, as on every process) and density, from their holders.
 void fetch_halo_values(Comm& c, Halo& h, int64_t lo, int k, const std::vector<float>& sq, const std::vector<double>& rho) {
-  std::vector<std::vector<float>> sq_out(static_cast<size_t>(c.size()));
-  std::vector<std::vector<double>> rho_out(static_cast<size_t>(c.size()));
-  for (int r = 0; r < c.size(); ++r)
-    for (int64_t j : h.asked[static_cast<size_t>(r)]) {
-      if (!sq.empty())
-        sq_out[static_cast<size_t>(r)].insert(sq_out[static_cast<size_t>(r)].end(), sq.begin() + (j - lo) * k,
-                                              sq.begin() + (j - lo + 1) * k);
-      rho_out[static_cast<size_t>(r)].push_back(rho[static_cast<size_t>(j - lo)]);
-    }
-  for (const auto& got : c.exchange(sq_out)) h.rows.sq.insert(h.rows.sq.end(), got.begin(), got.end());
-  for (const auto& got : c.exchange(rho_out)) h.rows.density.insert(h.rows.density.end(), got.begin(), got.end());
+  if (!sq.empty()) h.rows.sq = answer_asked<float>(c, h.asked, lo, k, [&](int64_t i) { return sq.data() + i * k; });
+  h.rows.density = answer_asked<double>(c, h.asked, lo, 1, [&](int64_t i) { return rho.data() + i; });
 }
 
 // The learned similarity over this process's rows: the features of the rows they name that
@@ -105,21 +113,12 @@ void fetch_halo_values(Comm& c, Halo& h, int64_t lo, int k, const std::vector<fl
 // and the rows come back in global ids.
 KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, const KnnGraph& g, const Matrix& x, int64_t lo) {
   const std::vector<int64_t> ids = halo_ids(g, lo);
-  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
-  for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
-  const auto asked = c.exchange(ask);
-  std::vector<std::vector<float>> rows(static_cast<size_t>(c.size()));
-  for (int r = 0; r < c.size(); ++r)
-    for (int64_t j : asked[static_cast<size_t>(r)])
-      rows[static_cast<size_t>(r)].insert(rows[static_cast<size_t>(r)].end(), x.row(j - lo), x.row(j - lo) + x.cols);
+  const std::vector<float> halo_x =
+      answer_asked<float>(c, ask_holders(c, part, ids), lo, x.cols, [&](int64_t i) { return x.row(i); });
   const int64_t n_own = g.n, n_local = n_own + static_cast<int64_t>(ids.size());
   Matrix xl(n_local, x.cols);
   std::copy(x.row(0), x.row(0) + n_own * x.cols, xl.data.begin());
-  size_t at = static_cast<size_t>(n_own * x.cols);
-  for (const auto& got : c.exchange(rows)) {  // ids ascend, owners hold ascending ranges
-    std::copy(got.begin(), got.end(), xl.data.begin() + static_cast<std::ptrdiff_t>(at));
-    at += got.size();
-  }
+  std::copy(halo_x.begin(), halo_x.end(), xl.data.begin() + n_own * x.cols);
   KnnGraph gl(n_local, g.k);  // halo rows: no list (they are never anchors)
   auto local_id = [&](int32_t j) -> int32_t {
     if (j < 0) return -1;
