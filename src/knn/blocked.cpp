@@ -4,6 +4,9 @@
 // (memory-bound), each list is multiplied, in one matrix product, by all the rows that probe it,
 // and every row keeps a heap of its k best across the lists it probes.
 #include "blocked.h"
+#include "rows.h"
+
+#include <cstdint>  // before faiss: its 1.7.3 headers miss it (GCC 13)
 
 #include <cblas.h>
 #include <faiss/Clustering.h>
@@ -54,7 +57,7 @@ ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
 // rounds 0.958, 4 rounds 0.960; 16 voters and 3 rounds 0.964; later rounds add fewer lists each.
 constexpr int kRefineRounds = 3, kVoters = 16;
 
-KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k, const StoreRow& store_row) {
+KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   const int64_t n = x.rows, d = x.cols;
   const int64_t nlist = blocked_list_count(n, o.ivf_nlist);
   const int probe = static_cast<int>(std::min<int64_t>(std::max(1, o.blocked_probe), nlist));

@@ -24,6 +24,7 @@
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
 #include "blocked.h"
+#include "rows.h"
 
 namespace facecluster {
 namespace {
@@ -64,49 +65,6 @@ class FaissInterruptScope {
   ~FaissInterruptScope() { faiss::InterruptCallback::clear_instance(); }
 };
 
-// Converts one faiss result row (inner products, int64 ids) of query i into a graph row with
-// the query itself first.
-void store_row(int64_t i, const float* ip, const faiss::Index::idx_t* ids, int k, int32_t* nb, float* d) {
-  int self_at = -1;
-  for (int j = 0; j < k; ++j) {
-    nb[j] = ids[j] < 0 ? -1 : static_cast<int32_t>(ids[j]);
-    d[j] = ids[j] < 0 ? std::numeric_limits<float>::infinity() : std::max(0.f, 1.f - ip[j]);
-    if (nb[j] == i && self_at < 0) self_at = j;
-  }
-  if (self_at == 0) return;
-  if (self_at < 0) self_at = k - 1;  // not found (approximate search): make room at the end
-  for (int j = self_at; j > 0; --j) {
-    nb[j] = nb[j - 1];
-    d[j] = d[j - 1];
-  }
-  nb[0] = static_cast<int32_t>(i);
-  d[0] = 0.f;
-}
-
-// Exact search breaks ties the same way however the rows are split (one index, or shards on
-// several processes): faiss is asked for kTieMargin more than k, and the k kept are the best by
-// (inner product, then smaller row id), listed in that order. faiss's own choice among values
-// tied at its last place depends on the order it scanned the rows in; with the margin, a group
-// of tied values at the k-th place is ordered by id unless it has more than kTieMargin members
-// (exact duplicates of one embedding, 17 or more of them, at one query's k-th place).
-constexpr int kTieMargin = 16;
-
-struct Scored {
-  float ip;
-  int64_t id;
-};
-inline bool better(const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id < b.id); }
-
-// The best `keep` of pool (ids >= 0 only), best first, into ip/ids (padded with -1).
-void keep_best_scored(std::vector<Scored>& pool, int keep, float* ip, faiss::Index::idx_t* ids) {
-  const size_t m = std::min(pool.size(), static_cast<size_t>(keep));
-  std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(m), pool.end(), better);
-  for (size_t j = 0; j < static_cast<size_t>(keep); ++j) {
-    ip[j] = j < m ? pool[j].ip : -std::numeric_limits<float>::infinity();
-    ids[j] = j < m ? pool[j].id : -1;
-  }
-}
-
 std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt, std::unique_ptr<faiss::Index>& quantizer) {
   const int d = static_cast<int>(x.cols);
   if (opt.index == KnnIndex::Flat) return std::make_unique<faiss::IndexFlatIP>(d);
@@ -142,6 +100,33 @@ std::unique_ptr<faiss::Index> make_index(const Matrix& x, const KnnOptions& opt,
 
 }  // namespace
 
+void store_row(int64_t i, const float* ip, const int64_t* ids, int k, int32_t* nb, float* d) {
+  int self_at = -1;
+  for (int j = 0; j < k; ++j) {
+    nb[j] = ids[j] < 0 ? -1 : static_cast<int32_t>(ids[j]);
+    d[j] = ids[j] < 0 ? std::numeric_limits<float>::infinity() : std::max(0.f, 1.f - ip[j]);
+    if (nb[j] == i && self_at < 0) self_at = j;
+  }
+  if (self_at == 0) return;
+  if (self_at < 0) self_at = k - 1;  // not found (approximate search): make room at the end
+  for (int j = self_at; j > 0; --j) {
+    nb[j] = nb[j - 1];
+    d[j] = d[j - 1];
+  }
+  nb[0] = static_cast<int32_t>(i);
+  d[0] = 0.f;
+}
+
+void keep_best_scored(std::vector<Scored>& pool, int keep, float* ip, int64_t* ids) {
+  const size_t m = std::min(pool.size(), static_cast<size_t>(keep));
+  std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(m), pool.end(),
+                    [](const Scored& a, const Scored& b) { return a.ip > b.ip || (a.ip == b.ip && a.id < b.id); });
+  for (size_t j = 0; j < static_cast<size_t>(keep); ++j) {
+    ip[j] = j < m ? pool[j].ip : -std::numeric_limits<float>::infinity();
+    ids[j] = j < m ? pool[j].id : -1;
+  }
+}
+
 KnnIndex parse_knn_index(const std::string& name) {
   if (name == "flat") return KnnIndex::Flat;
   if (name == "ivf") return KnnIndex::Ivf;
@@ -175,7 +160,7 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
   KnnOptions o = opt;
   o.k = k;
   ThreadScope threads(opt.threads);
-  if (o.index == KnnIndex::Blocked) return build_knn_blocked(x, o, k, store_row);
+  if (o.index == KnnIndex::Blocked) return build_knn_blocked(x, o, k);
   if (o.index == KnnIndex::Flat && o.device != "cpu") return torch_exact_knn(x, k, o.device);
   std::unique_ptr<faiss::Index> quantizer;
   std::unique_ptr<faiss::Index> index = make_index(x, o, quantizer);

@@ -9,6 +9,7 @@
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
 #include "facecluster/model.h"
+#include "rows.h"
 
 namespace facecluster {
 
@@ -22,14 +23,16 @@ KnnGraph torch_exact_knn(const Matrix& x, int k, const std::string& device, bool
   const torch::Tensor all = torch::from_blob(const_cast<float*>(x.row(0)), {x.rows, x.cols}, torch::kFloat32).to(dev);
   const torch::Tensor all_bf16 = bf16 ? all.to(torch::kBFloat16) : torch::Tensor();
   // Candidates: k + margin by the (bf16 or fp32) product, re-scored in fp32, then the k best by
-  // (inner product, then smaller id) as build_knn's flat index keeps them (ShardedKnn, knn.cpp).
-  const int margin = bf16 ? 48 : 16;
+  // build_knn's tie rule (rows.h). bf16 products reorder near neighbours: a wider margin.
+  const int margin = bf16 ? 3 * kTieMargin : kTieMargin;
   const int kk = static_cast<int>(std::min<int64_t>(k + margin, x.rows));
   const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 28) / x.rows, 256, 16384);
   KnnGraph g(x.rows, k);
   StageTimer timer(std::string("knn search (exact, libtorch on ") + dev.str() + (bf16 ? ", bf16 candidates" : "") + ")");
   Progress prog("knn search", x.rows);
-  std::vector<std::pair<float, int64_t>> pool;
+  std::vector<Scored> pool;
+  std::vector<float> row_ip(static_cast<size_t>(k));
+  std::vector<int64_t> row_ids(static_cast<size_t>(k));
   for (int64_t s = 0; s < x.rows; s += chunk) {
     check_interrupt();
     const int64_t m = std::min(chunk, x.rows - s);
@@ -47,21 +50,9 @@ KnnGraph torch_exact_knn(const Matrix& x, int k, const std::string& device, bool
     const int64_t* pid = ids_cpu.data_ptr<int64_t>();
     for (int64_t r = 0; r < m; ++r) {
       pool.clear();
-      for (int j = 0; j < kk; ++j) pool.emplace_back(pip[r * kk + j], pid[r * kk + j]);
-      std::partial_sort(pool.begin(), pool.begin() + k, pool.end(), [](const auto& a, const auto& b) {
-        return a.first > b.first || (a.first == b.first && a.second < b.second);
-      });
-      const int64_t i = s + r;
-      int32_t* nb = g.nbr_row(i);
-      float* d = g.dist_row(i);
-      int at = 1;  // the row itself first and then the k - 1 best others, as build_knn's rows are
-      nb[0] = static_cast<int32_t>(i);
-      d[0] = 0.f;
-      for (int j = 0; j < k && at < k; ++j) {
-        if (pool[static_cast<size_t>(j)].second == i) continue;
-        nb[at] = static_cast<int32_t>(pool[static_cast<size_t>(j)].second);
-        d[at++] = std::max(0.f, 1.f - pool[static_cast<size_t>(j)].first);
-      }
+      for (int j = 0; j < kk; ++j) pool.push_back({pip[r * kk + j], pid[r * kk + j]});
+      keep_best_scored(pool, k, row_ip.data(), row_ids.data());
+      store_row(s + r, row_ip.data(), row_ids.data(), k, g.nbr_row(s + r), g.dist_row(s + r));
     }
     prog.update(s + m);
   }
