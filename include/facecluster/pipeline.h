@@ -36,6 +36,11 @@ struct SplitData {
   Labels labels;  // empty without a label file
 };
 SplitData read_split(const RunPlan& plan);
+// Its two halves, for callers that read rows in slices (a distributed run): rows normalised as
+// the plan says (else only checked for NaN/Inf and zero rows; first_row numbers them in
+// messages), and the label file (empty without one) checked to have `rows` lines.
+void prepare_features(const RunPlan& plan, Matrix& x, int64_t first_row = 0);
+Labels read_plan_labels(const RunPlan& plan, int64_t rows);
 
 // Reads the plan's files (features, labels, kNN cache), runs, and writes plan.out_dir.
 ClusterReport run_plan(const RunPlan& plan);

@@ -192,13 +192,8 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     StageTimer t("read rows (this process's slice)");
     c.step([&] {
       x = read_feature_rows(plan.features, plan.feature_dim, lo, n_own);
-      if (plan.normalize) normalize_rows(x, plan.features, lo);
-      else check_finite_rows(x, plan.features, lo);
-      if (root && !plan.labels.empty()) {
-        gt = read_labels(plan.labels);
-        FC_CHECK(static_cast<int64_t>(gt.size()) == n, "labels " << plan.labels << " have " << gt.size()
-                                                                 << " rows but features " << plan.features << " have " << n);
-      }
+      prepare_features(plan, x, lo);
+      if (root) gt = read_plan_labels(plan, n);
     });
   }
 
@@ -333,7 +328,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       r.size_bins = evaluate_by_size(r.labels, gt, plan.bins);
       const ClassCosines cc = class_mean_cosines_by_blocks(gt, shape.cols, [&](int64_t first, int64_t count) {
         Matrix m = read_feature_rows(plan.features, plan.feature_dim, first, count);
-        if (plan.normalize) normalize_rows(m, plan.features, first);
+        prepare_features(plan, m, first);
         return m;
       });
       r.sparsity_bins = evaluate_by_sparsity(r.labels, gt, cc, plan.bins);

@@ -137,16 +137,24 @@ SplitData read_split(const RunPlan& plan) {
   {
     StageTimer t("read " + plan.features);
     s.x = read_features(plan.features, plan.feature_dim);
-    if (plan.normalize) normalize_rows(s.x, plan.features);
-    else check_finite_rows(s.x, plan.features);
+    prepare_features(plan, s.x);
   }
-  if (!plan.labels.empty()) {
-    s.labels = read_labels(plan.labels);
-    FC_CHECK(static_cast<int64_t>(s.labels.size()) == s.x.rows, "labels " << plan.labels << " have " << s.labels.size()
-                                                                          << " rows but features " << plan.features
-                                                                          << " have " << s.x.rows);
-  }
+  s.labels = read_plan_labels(plan, s.x.rows);
   return s;
+}
+
+void prepare_features(const RunPlan& plan, Matrix& x, int64_t first_row) {
+  if (plan.normalize) normalize_rows(x, plan.features, first_row);
+  else check_finite_rows(x, plan.features, first_row);
+}
+
+Labels read_plan_labels(const RunPlan& plan, int64_t rows) {
+  if (plan.labels.empty()) return {};
+  Labels labels = read_labels(plan.labels);
+  FC_CHECK(static_cast<int64_t>(labels.size()) == rows, "labels " << plan.labels << " have " << labels.size()
+                                                                   << " rows but features " << plan.features << " have "
+                                                                   << rows);
+  return labels;
 }
 
 ClusterReport run_plan(const RunPlan& plan) {
