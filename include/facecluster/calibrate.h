@@ -96,6 +96,8 @@ Calibration calibration_from_sample(const PairSample& sample, const SimilarityRa
 // map is increasing in d, so neighbour order is unchanged. first_row: the global id of g's row
 // 0 (a part of a graph).
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row = 0);
+// The same, in place (no second n x k copy at MS1M scale).
+void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row = 0);
 
 // The linking threshold by maximum likelihood: of the clusterings the links give at tau = 0.005,
 // 0.010, ..., 0.995, the one under which the sampled pairs' calibrated same-person probabilities

@@ -52,7 +52,9 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& normalized);
 // The graph stage and the cut on a graph whose distances are the ones to link by: calibration
 // (plan.calibrate), density, TPDi, parents, then labels at each tau of the plan (or the stable
 // tau), scored against gt when given.
+// The report keeps the graph (report.graph); given by value, it is moved there, not copied.
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt = nullptr);
+ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt = nullptr);
 
 // Its last step, on a report whose links are set: labels at each tau of the plan (or at the
 // likelihood tau of the calibrated pairs), the sweep, and the labels returned (the best scored

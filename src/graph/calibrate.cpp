@@ -294,20 +294,24 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
 
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row) {
   KnnGraph out = g;
+  calibrate_distances(out, c, first_row);
+  return out;
+}
+
+void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
 #pragma omp parallel for schedule(static) if (g.n > 5000)
   for (int64_t i = 0; i < g.n; ++i) {
     const int32_t* nb = g.nbr_row(i);
-    float* d = out.dist_row(i);
+    float* d = g.dist_row(i);
     for (int j = 0; j < g.k; ++j) {
       if (nb[j] < 0) continue;
-      const double raw = g.dist_row(i)[j];
+      const double raw = d[j];
       // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
       d[j] = nb[j] == first_row + i || raw <= 0 ? 0.f
                                     : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }
   }
-  return out;
 }
 
 LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {

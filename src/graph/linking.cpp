@@ -168,7 +168,7 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
   // both mostly hit cache. Every sum runs over the same terms in the same order whatever the
   // numbering, so the values are bit for bit those of the input order; parents are reported in
   // input ids. Padding (-1) becomes the id n, whose mark stays 0.
-  const std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
+  std::vector<float> sq_in = transition_probabilities(g, g.k, p.tpdi_sigma, true, p.threads);
   std::vector<int32_t> order;
   {
     StageTimer t(p.reorder_rows ? "renumber rows for locality" : "copy rows in input order");
@@ -181,14 +181,18 @@ Links select_parents(const KnnGraph& g, const std::vector<double>& density, cons
   }
   std::vector<int32_t> local(static_cast<size_t>(n));
   for (int64_t r = 0; r < n; ++r) local[order[r]] = static_cast<int32_t>(r);
+  // Copied one array at a time, each input freed before the next copy (n x k floats less at the peak).
   std::vector<float> sq(sq_in.size());
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > 2000)
+  for (int64_t r = 0; r < n; ++r)
+    std::copy(sq_in.begin() + order[r] * k, sq_in.begin() + (order[r] + 1) * k, sq.begin() + r * k);
+  std::vector<float>().swap(sq_in);
   std::vector<int32_t> nl(g.nbrs.size());
   std::vector<double> dl(static_cast<size_t>(n));
 #pragma omp parallel for schedule(static) num_threads(nt) if (n > 2000)
   for (int64_t r = 0; r < n; ++r) {
     const int64_t i = order[r];
     const int32_t* ni = g.nbr_row(i);
-    std::copy(sq_in.begin() + i * k, sq_in.begin() + (i + 1) * k, sq.begin() + r * k);
     for (int64_t a = 0; a < k; ++a) nl[r * k + a] = ni[a] < 0 ? static_cast<int32_t>(n) : local[ni[a]];
     dl[r] = density[i];
   }

@@ -36,7 +36,8 @@ namespace {
 // Rows grouped by list (CSR): start[l] .. start[l + 1] of rows are the rows for which
 // lists_of(i, emit) emits l, in row order. lists_of is called twice per row (count, then fill).
 struct ByList {
-  std::vector<int64_t> start, rows;
+  std::vector<int64_t> start;
+  std::vector<int32_t> rows;
 };
 template <class ListsOf>
 ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
@@ -46,7 +47,7 @@ ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
   for (int64_t l = 0; l < nlist; ++l) g.start[l + 1] += g.start[l];
   g.rows.resize(static_cast<size_t>(g.start[nlist]));
   std::vector<int64_t> fill(g.start.begin(), g.start.end() - 1);
-  for (int64_t i = 0; i < n; ++i) lists_of(i, [&](int64_t l) { g.rows[fill[l]++] = i; });
+  for (int64_t i = 0; i < n; ++i) lists_of(i, [&](int64_t l) { g.rows[fill[l]++] = static_cast<int32_t>(i); });
   return g;
 }
 
@@ -76,37 +77,46 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
     faiss::Clustering km(static_cast<int>(d), static_cast<size_t>(nlist), cp);
     km.train(static_cast<faiss::Index::idx_t>(n), x.row(0), quantizer);
   }
-  // 2. Each row's `probe` nearest centroids: the lists it is compared with.
-  std::vector<faiss::Index::idx_t> near(static_cast<size_t>(n * probe));
+  // 2. Each row's `probe` nearest centroids: the lists it is compared with. Row and list ids
+  // are held as int32 from here on (graph rows are int32 anyway): at 5.21M faces the id arrays
+  // are ~half the builder's memory.
+  std::vector<int32_t> near(static_cast<size_t>(n * probe));
   {
     StageTimer t("blocked: assign rows");
-    std::vector<float> sim(static_cast<size_t>(65536 * probe));
-    for (int64_t s = 0; s < n; s += 65536) {
+    const int64_t chunk = 65536;
+    std::vector<float> sim(static_cast<size_t>(chunk * probe));
+    std::vector<faiss::Index::idx_t> found(static_cast<size_t>(chunk * probe));
+    for (int64_t s = 0; s < n; s += chunk) {
       check_interrupt();
-      const int64_t m = std::min<int64_t>(65536, n - s);
-      quantizer.search(m, x.row(s), probe, sim.data(), near.data() + s * probe);
+      const int64_t m = std::min<int64_t>(chunk, n - s);
+      quantizer.search(m, x.row(s), probe, sim.data(), found.data());
+      std::transform(found.begin(), found.begin() + m * probe, near.begin() + s * probe,
+                     [](faiss::Index::idx_t l) { return static_cast<int32_t>(l); });
     }
   }
   // A list's members are the rows whose nearest centroid (home list) it is; its queries are the
   // rows that probe it (about probe x its size).
-  auto home = [&](int64_t i) { return near[i * probe]; };
+  auto home = [&](int64_t i) { return static_cast<int64_t>(near[i * probe]); };
   const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home(i)); });
-  const ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
+  ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
     for (int p = 0; p < probe; ++p)
       if (near[i * probe + p] >= 0) emit(near[i * probe + p]);
   });
   // The refinement (step 4) reads each row's probed lists and home list from `near`.
   const int rounds = o.blocked_refine > 0 && probe < nlist ? kRefineRounds : 0;
-  if (rounds == 0) std::vector<faiss::Index::idx_t>().swap(near);
+  if (rounds == 0) std::vector<int32_t>().swap(near);
 
   // 3. Per list: its members in one block, the rows that probe it in another, one product,
   // and each of those rows keeps its k best so far (a heap per row across the lists).
+  // The heaps live in the graph's own arrays (inner products in dists, ids in nbrs) and become
+  // its rows at the end: no second n x k copy.
+  using Heap = faiss::CMin<float, int32_t>;
   KnnGraph g(n, k);
-  std::vector<float> heap_val(static_cast<size_t>(n * k));
-  std::vector<int64_t> heap_id(static_cast<size_t>(n * k));
+  float* const heap_val = g.dists.data();
+  int32_t* const heap_id = g.nbrs.data();
   const int nt = o.threads > 0 ? o.threads : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t i = 0; i < n; ++i) faiss::minheap_heapify(static_cast<size_t>(k), heap_val.data() + i * k, heap_id.data() + i * k);
+  for (int64_t i = 0; i < n; ++i) faiss::heap_heapify<Heap>(static_cast<size_t>(k), heap_val + i * k, heap_id + i * k);
   // The products run one per OpenMP thread (see below): OpenBLAS single-threaded meanwhile.
   struct BlasThreads {
     int saved = openblas_get_num_threads();
@@ -135,12 +145,12 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
       // One thread pool: OpenMP splits the rows that probe this list into blocks, and each thread
       // runs a single-threaded product for its block and updates those rows' heaps while the
       // similarities are still in cache. (OpenBLAS's own threads would compete with OpenMP's.)
-      const int64_t* qids_all = by_list.rows.data() + qs[l];
+      const int32_t* qids_all = by_list.rows.data() + qs[l];
       const int64_t nblocks = (nq_all + qblock - 1) / qblock;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
       for (int64_t bi = 0; bi < nblocks; ++bi) {
         const int64_t b0 = bi * qblock, nq = std::min(qblock, nq_all - b0);
-        const int64_t* qids = qids_all + b0;
+        const int32_t* qids = qids_all + b0;
         thread_local std::vector<float> qx, sims;
         qx.resize(static_cast<size_t>(nq * d));
         sims.resize(static_cast<size_t>(nq * m));
@@ -150,19 +160,20 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
                     sims.data(), static_cast<int>(m));
         // A row meets a list at most once over both passes, so no two blocks touch the same heap
         // and no candidate is offered twice.
-        const int64_t* ids = members.rows.data() + members.start[l];
+        const int32_t* ids = members.rows.data() + members.start[l];
         for (int64_t q = 0; q < nq; ++q) {
-          float* hv = heap_val.data() + qids[q] * k;
-          int64_t* hi = heap_id.data() + qids[q] * k;
+          float* hv = heap_val + int64_t{qids[q]} * k;
+          int32_t* hi = heap_id + int64_t{qids[q]} * k;
           const float* row = sims.data() + q * m;
           for (int64_t c = 0; c < m; ++c)
-            if (row[c] > hv[0]) faiss::minheap_replace_top(static_cast<size_t>(k), hv, hi, row[c], ids[c]);
+            if (row[c] > hv[0]) faiss::heap_replace_top<Heap>(static_cast<size_t>(k), hv, hi, row[c], ids[c]);
         }
       }
       prog.update(l + 1);
     }
   };
   products(queries, "products and top-k, probe " + std::to_string(probe));
+  queries = ByList();
 
   // 4. The lists where the neighbours' neighbours live: a row's missed neighbours are near its
   // found ones, and those found ones met lists of their own. Each row's kVoters nearest found
@@ -175,10 +186,10 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   const int voters = std::min(kVoters, k);
   for (int round = 0; round < rounds; ++round) {
     // Each row's found neighbours, best first (a copy: the heaps keep their order for the pass).
-    std::vector<int64_t> sorted_ids(static_cast<size_t>(n * voters));
+    std::vector<int32_t> sorted_ids(static_cast<size_t>(n * voters));
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; ++i) {
-      thread_local std::vector<std::pair<float, int64_t>> found;
+      thread_local std::vector<std::pair<float, int32_t>> found;
       found.resize(static_cast<size_t>(k));
       for (int j = 0; j < k; ++j) found[j] = {heap_val[i * k + j], heap_id[i * k + j]};
       std::partial_sort(found.begin(), found.begin() + voters, found.end(), std::greater<>());
@@ -190,7 +201,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
       thread_local std::vector<std::pair<int, int64_t>> tally;  // (votes, list), lists the row has not met
       votes.clear();
       tally.clear();
-      const int64_t* probed = near.data() + i * probe;
+      const int32_t* probed = near.data() + i * probe;
       std::vector<int32_t>& before = met[static_cast<size_t>(i)];  // lists earlier rounds added
       auto compared = [&](int64_t l) {
         return std::find(probed, probed + probe, l) != probed + probe || std::find(before.begin(), before.end(), l) != before.end();
@@ -229,10 +240,14 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
            "% of all pairs multiplied");
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) {
-    float* hv = heap_val.data() + i * k;
-    int64_t* hi = heap_id.data() + i * k;
-    faiss::minheap_reorder(static_cast<size_t>(k), hv, hi);
-    store_row(i, hv, hi, k, g.nbr_row(i), g.dist_row(i));
+    float* hv = heap_val + i * k;
+    int32_t* hi = heap_id + i * k;
+    faiss::heap_reorder<Heap>(static_cast<size_t>(k), hv, hi);
+    thread_local std::vector<float> ip;
+    thread_local std::vector<int64_t> ids;
+    ip.assign(hv, hv + k);
+    ids.assign(hi, hi + k);
+    store_row(i, ip.data(), ids.data(), k, hi, hv);
   }
   return g;
 }

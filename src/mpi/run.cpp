@@ -260,7 +260,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     all.overlap = c.allgather(mine.overlap);
     c.step([&] {
       cal = calibration_from_sample(all, range, plan.graph);
-      g = apply_calibration(g, cal, lo);
+      calibrate_distances(g, cal, lo);
     });
     params = cal.params;
     notes = cal.notes;

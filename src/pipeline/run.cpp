@@ -11,6 +11,10 @@ namespace facecluster {
 namespace fs = std::filesystem;
 
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt) {
+  return cluster_graph(plan, KnnGraph(g), gt);
+}
+
+ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt) {
   FC_CHECK(!gt || static_cast<int64_t>(gt->size()) == g.n,
            "labels have " << (gt ? gt->size() : 0) << " rows but the graph has " << g.n);
   {
@@ -21,21 +25,24 @@ ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels
   r.plan = describe_plan(plan);
   r.warnings = plan.warnings;
   r.params = plan.graph;
-  const KnnGraph* work = &g;
-  KnnGraph calibrated;
+  // Calibration rewrites the distances in place; the graph's own distances come back into the
+  // report afterwards (one n x k array of floats aside instead of a second graph).
+  std::vector<float> own_dists;
   Calibration cal;
   if (plan.calibrate == CalibrateMode::Auto) {
     StageTimer t("calibrate");
     cal = calibrate_graph(g, plan.graph);
-    calibrated = apply_calibration(g, cal);
-    work = &calibrated;
+    own_dists = g.dists;
+    calibrate_distances(g, cal);
     r.params = cal.params;
     r.notes = cal.notes;
     for (const auto& line : r.notes) log_info("  auto: " + line);
   }
-  GraphResult gr = run_graph_stage(*work, r.params);
+  GraphResult gr = run_graph_stage(g, r.params);
   r.density = std::move(gr.density);
   r.links = std::move(gr.links);
+  if (plan.calibrate == CalibrateMode::Auto) g.dists = std::move(own_dists);
+  r.graph = std::move(g);
   cut_and_score(plan, cal.pairs, gt, r);
   return r;
 }
@@ -116,14 +123,13 @@ ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const S
     built = similarity(*in.features, *g);
     g = &built;
   }
-  ClusterReport r = cluster_graph(plan, *g, in.labels);
+  ClusterReport r = cluster_graph(plan, g == &built ? std::move(built) : KnnGraph(*g), in.labels);
   if (in.labels) {
     StageTimer t("hard-cluster bins");
     r.true_sizes = class_sizes(*in.labels);
     r.size_bins = evaluate_by_size(r.labels, *in.labels, plan.bins);
     if (in.features) r.sparsity_bins = evaluate_by_sparsity(r.labels, *in.labels, *in.features, plan.bins);
   }
-  r.graph = g == &built ? std::move(built) : *g;
   return r;
 }
 
