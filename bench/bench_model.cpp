@@ -117,6 +117,6 @@ void BM_TrainStep(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_Inference)->Args({512, 0})->Args({512, 1})->Args({128, 0})->Args({128, 1})->Iterations(1)->Unit(benchmark::kSecond);
+BENCHMARK(BM_Inference)->Args({512, 0})->Args({512, 1})->Args({128, 0})->Args({128, 1})->Args({64, 1})->Args({32, 0})->Args({32, 1})->Args({16, 1})->Iterations(1)->Unit(benchmark::kSecond);
 BENCHMARK(BM_TrainStep)->Arg(512)->Iterations(1)->Unit(benchmark::kSecond);
 BENCHMARK_MAIN();

@@ -12,6 +12,8 @@ namespace facecluster {
 
 namespace {
 
+constexpr int64_t kCpuBf16Anchors = 32;
+
 void check_inputs(const PairModel& model, const Matrix& x, const KnnGraph& g, const InferenceOptions& o) {
   FC_CHECK(model.impl(), "model: not loaded");
   model::check_model_input(model.spec(), x, g, "");
@@ -41,7 +43,16 @@ void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, 
       const int64_t count = std::min<int64_t>(o.batch_size, n - first);
       std::iota(anchors.begin(), anchors.begin() + count, first);
       model::Batch b = model::make_batch(feats, g, anchors.data(), count, k, labels);
-      torch::Tensor logits = net->forward(b.x, b.pad).to(torch::kFloat32).to(torch::kCPU).contiguous();
+      // bf16 on the CPU: the net runs 32 anchors at a time. Each anchor's output depends on its own
+      // list only, and libtorch's bf16 products run ~1.4x faster on blocks this small (2 AVX512-BF16
+      // cores, bench_model: 1,130-1,220 anchors/s at 32 or 16, 810-840 at 64, 650 at 512).
+      const int64_t step = o.precision == Precision::Bf16 && dev.is_cpu() ? kCpuBf16Anchors : count;
+      std::vector<torch::Tensor> parts;
+      for (int64_t a = 0; a < count; a += step) {
+        const int64_t m = std::min(step, count - a);
+        parts.push_back(net->forward(b.x.slice(0, a, a + m), b.pad.defined() ? b.pad.slice(0, a, a + m) : torch::Tensor()));
+      }
+      torch::Tensor logits = (parts.size() == 1 ? parts[0] : torch::cat(parts)).to(torch::kFloat32).to(torch::kCPU).contiguous();
       if (b.pad.defined()) b.pad = b.pad.to(torch::kCPU);  // what fn reads stays on the CPU
       if (b.target.defined()) b.target = b.target.to(torch::kCPU);
       fn(first, count, b, logits);

@@ -73,6 +73,41 @@ torch::Tensor EncoderLayerImpl::attend(const torch::Tensor& x, const torch::Tens
   return out_proj(o);
 }
 
+torch::Tensor EncoderLayerImpl::forward_inference(torch::Tensor x, const torch::Tensor& pos, const torch::Tensor& pad) {
+  const int64_t b = x.size(0), k = x.size(1), hd = d / heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  auto w = in_proj_weight.clone();
+  auto bias = in_proj_bias.clone();
+  w.slice(0, 0, d).mul_(scale);
+  bias.slice(0, 0, d).mul_(scale);
+  const auto pos_qk = torch::matmul(pos.to(w.scalar_type()), w.slice(0, 0, 2 * d).t());  // (k, 2d)
+  auto attend_fast = [&](const torch::Tensor& in) {
+    auto qkv = torch::linear(in, w, bias);  // (b, k, 3d)
+    qkv.slice(2, 0, 2 * d).add_(pos_qk);
+    auto q = qkv.slice(2, 0, d).reshape({b, k, heads, hd}).transpose(1, 2);
+    auto kk = qkv.slice(2, d, 2 * d).reshape({b, k, heads, hd}).transpose(1, 2);
+    auto v = qkv.slice(2, 2 * d).reshape({b, k, heads, hd}).transpose(1, 2);
+    auto scores = torch::matmul(q, kk.transpose(-2, -1));
+    if (pad.defined()) scores.masked_fill_(pad.view({b, 1, 1, k}), -std::numeric_limits<float>::infinity());
+    auto o = torch::matmul(torch::softmax(scores, -1), v).transpose(1, 2).reshape({b, k, d});
+    return out_proj(o);
+  };
+  auto ffn_fast = [&](const torch::Tensor& in) {
+    auto h = linear1(in);
+    h = gelu ? torch::gelu(h) : h.relu_();
+    return linear2(h);
+  };
+  if (pre_norm) {
+    x.add_(attend_fast(norm1(x)));
+    return x.add_(ffn_fast(norm2(x)));
+  }
+  // The residual sums keep the input's type (float under bf16 autocast), as x + attend(x) does.
+  const auto a = attend_fast(x);
+  auto y = norm1(x.add_(a));
+  const auto f = ffn_fast(y);
+  return norm2(y.add_(f));
+}
+
 torch::Tensor EncoderLayerImpl::feed_forward(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
   auto h = linear1(x);
@@ -110,15 +145,21 @@ PairNetImpl::PairNetImpl(const ModelSpec& s) : spec(s) {
 torch::Tensor PairNetImpl::forward(const torch::Tensor& x, const torch::Tensor& pad) {
   TORCH_CHECK(x.dim() == 3 && x.size(1) == spec.k && x.size(2) == spec.in_dim, "PairNet expects (B, ", spec.k, ", ",
               spec.in_dim, ") input, got ", x.sizes());
+  const bool inference = !is_training() && !torch::GradMode::is_enabled();
   auto h = input_proj ? input_proj(x) : x;
   const auto p = pos.to(h.dtype());
-  for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward(h, p, pad);
+  if (inference) {
+    if (!input_proj) h = h.clone();  // the inference path works in place
+    for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward_inference(h, pos, pad);
+  } else {
+    for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward(h, p, pad);
+  }
   // Linear over [h_0, h_j] == W_a h_0 + W_b h_j + b: the anchor half is computed once per row.
   const int64_t d = spec.d_model;
   auto wa = head1->weight.slice(1, 0, d), wb = head1->weight.slice(1, d);
   auto anchor = torch::linear(h.select(1, 0), wa, head1->bias).unsqueeze(1);
-  auto z = torch::relu(torch::linear(h, wb) + anchor);
-  z = torch::relu(head2(z));
+  auto z = torch::linear(h, wb).add_(anchor).relu_();
+  z = head2(z).relu_();
   return head3(z).squeeze(-1);
 }
 

@@ -16,6 +16,11 @@ struct EncoderLayerImpl : torch::nn::Module {
   EncoderLayerImpl(const ModelSpec& s);
   // x: (B, k, d); pos: (k, d); pad: (B, k) bool, true where there is no neighbour (or undefined).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pos, const torch::Tensor& pad);
+  // The same function for inference (eval mode, no autograd), with fewer passes over memory:
+  // q, k and v from one product, the position code's share of it (pos W_qk^T, k x 2d) and the
+  // 1/sqrt(head dim) scale folded into the weights, in-place additions and activations. x is
+  // overwritten.
+  torch::Tensor forward_inference(torch::Tensor x, const torch::Tensor& pos, const torch::Tensor& pad);
 
   int d, heads;
   double dropout;
@@ -34,6 +39,8 @@ struct PairNetImpl : torch::nn::Module {
   explicit PairNetImpl(const ModelSpec& s);
   // x: (B, k, in_dim), position 0 = the anchor; pad: (B, k) bool or undefined.
   // Returns (B, k) logits: same person as the anchor.
+  // Without autograd in eval mode it takes the layers' inference path (same values to float
+  // rounding; Model.InferencePathEqualsTheTrainingGraph).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad = {});
 
   ModelSpec spec;

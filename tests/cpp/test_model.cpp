@@ -7,6 +7,7 @@
 
 #include "../../src/model/batch.h"
 #include "../../src/model/net.h"
+#include "../../src/model/runtime.h"
 #include "facecluster/config.h"
 #include "facecluster/error.h"
 #include "facecluster/log.h"
@@ -170,6 +171,34 @@ TEST(Model, PaddedNeighboursAndOtherAnchorsDoNotChangeAnAnchorsOutput) {
   EXPECT_TRUE(torch::allclose(alone[0], base[1], 1e-5, 1e-5));
 }
 
+// Inference (eval mode, no autograd) takes the layers' fused path; it must compute the training
+// graph's function: post- and pre-norm, relu and gelu, with and without the input projection,
+// padded slots, more than one layer; and leave its input as it was.
+TEST(Model, InferencePathEqualsTheTrainingGraph) {
+  for (int variant = 0; variant < 4; ++variant) {
+    ModelSpec s = tiny_spec(variant == 1 ? 5 : 8, 6);
+    s.normalize_before = variant == 2;
+    s.activation = variant == 3 ? "gelu" : "relu";
+    s.num_layers = variant == 2 ? 2 : 1;
+    s.dropout = 0.2;  // eval mode: no dropout on either path
+    auto m = PairModel::create(s, 3 + variant);
+    auto& net = m.impl()->net;
+    net->eval();
+    auto x = torch::randn({4, s.k, s.in_dim});
+    auto pad = torch::zeros({4, s.k}, torch::kBool);
+    pad[1][5] = true;
+    const auto x_before = x.clone();
+    const auto graph = net->forward(x, pad).detach();  // autograd on: the training graph
+    torch::Tensor fused;
+    {
+      torch::NoGradGuard no_grad;
+      fused = net->forward(x, pad);
+    }
+    EXPECT_LT((graph - fused).abs().max().item<double>(), 1e-5) << "variant " << variant;
+    EXPECT_TRUE(torch::equal(x, x_before)) << "variant " << variant;
+  }
+}
+
 TEST(Model, GradientsMatchFiniteDifferences) {
   ModelSpec s = tiny_spec(5, 4);
   s.in_dim = 5;  // with the input projection
@@ -256,6 +285,34 @@ TEST(Model, LearnsTwoIdentitiesAndTheLearnedGraphIsSorted) {
   // Same identity first: for row 0 the learned order puts identity-0 rows ahead of identity-1 rows.
   for (int j = 0; j + 1 < 6; ++j)
     EXPECT_FALSE(test.labels[lg.nbr_row(0)[j]] != 0 && test.labels[lg.nbr_row(0)[j + 1]] == 0);
+  // bf16 on the CPU runs each batch in blocks of 32 anchors (here 100 = 32 + 32 + 32 + 4): every
+  // row must keep its own neighbours, and fp32's distances and those of one anchor at a time to
+  // bf16 rounding.
+  if (model::bf16_is_fast()) {
+    InferenceOptions b16 = o;
+    b16.precision = Precision::Bf16;
+    b16.batch_size = 100;
+    const KnnGraph lb = learned_graph(m, test.x, test.g, b16);
+    b16.batch_size = 1;
+    const KnnGraph one = learned_graph(m, test.x, test.g, b16);
+    double worst_fp32 = 0, worst_one = 0;
+    for (int64_t i = 0; i < lb.n; ++i)
+      for (int j = 0; j < 6; ++j) {
+        const int32_t* row = lg.nbr_row(i);
+        const int at = static_cast<int>(std::find(row, row + 6, lb.nbr_row(i)[j]) - row);
+        ASSERT_LT(at, 6) << "row " << i;
+        worst_fp32 = std::max(worst_fp32, double(std::abs(lb.dist_row(i)[j] - lg.dist_row(i)[at])));
+        const int32_t* orow = one.nbr_row(i);
+        const int oat = static_cast<int>(std::find(orow, orow + 6, lb.nbr_row(i)[j]) - orow);
+        ASSERT_LT(oat, 6) << "row " << i;
+        worst_one = std::max(worst_one, double(std::abs(lb.dist_row(i)[j] - one.dist_row(i)[oat])));
+      }
+    // bf16 keeps ~3 significant digits and its rounding depends on the block's shape (measured on
+    // this toy: 0.021 from fp32, 0.014 from one anchor at a time); anchors mixed up between blocks
+    // would be off by ~0.5 (two identities: distances near 0 or 1).
+    EXPECT_LT(worst_fp32, 5e-2);
+    EXPECT_LT(worst_one, 5e-2);
+  }
 }
 
 TEST(Model, ResumeContinuesBitIdentically) {
