@@ -20,7 +20,7 @@ struct DatasetArgs {
   std::string prefix = "./save";
   bool is_reload = false;
   bool is_train = true;
-  std::string knn_index = "flat";  // facecluster extension: flat, ivf, hnsw
+  std::string knn_index = "auto";  // facecluster extension: auto, flat, ivf, hnsw, blocked
 };
 
 struct ModelArgs {

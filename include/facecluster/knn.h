@@ -11,14 +11,25 @@ namespace facecluster {
 
 // flat: exact (faiss IndexFlatIP, the release's choice); ivf: IVF-Flat; hnsw: HNSW-Flat;
 // blocked: coarse lists, one matrix product per list against the lists its rows probe (an
-// all-pairs graph is a batch of queries; src/knn/blocked.cpp).
-enum class KnnIndex { Flat, Ivf, Hnsw, Blocked };
+// all-pairs graph is a batch of queries; src/knn/blocked.cpp); auto (the default): flat while
+// exact search is affordable, blocked above (resolve_knn_index).
+enum class KnnIndex { Auto, Flat, Ivf, Hnsw, Blocked };
 KnnIndex parse_knn_index(const std::string& name);  // throws naming the accepted names
 const char* knn_index_name(KnnIndex i);
 
+// The multiply-adds (rows^2 x dim) up to which `auto` searches exactly: 1e13, about 100 s of
+// fp32 GEMM on 2 AVX-512 cores (200,000 rows at 256-d, 280,000 at 128-d, 140,000 at 512-d).
+// Exact search grows with the square of the rows; past this the blocked index finds >= 0.96 of
+// the exact neighbours in a small share of the time (docs/benchmarks.md), and the rest of the
+// pipeline is seconds. On a GPU (device not "cpu") exact search stays the choice at any size.
+constexpr double kExactSearchMaxMultiplyAdds = 1e13;
+
+// The index `index` means for `rows` x `dim` features on `device`: itself, except auto.
+KnnIndex resolve_knn_index(KnnIndex index, int64_t rows, int64_t dim, const std::string& device);
+
 struct KnnOptions {
   int k = DatasetArgs{}.model_topk;  // neighbours per row, the row itself included; clamped to N
-  KnnIndex index = KnnIndex::Flat;
+  KnnIndex index = KnnIndex::Auto;
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
   int blocked_probe = 64;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~N / 256)

@@ -17,8 +17,9 @@ std::optional<int64_t>& global_threads();
 inline void add_knn_flags(CLI::App* cmd, PlanRequest& r) {
   cmd->add_option("-k,--k", r.k, "neighbours per row, the row itself included (default 80, model_topk; clamped to N)");
   cmd->add_option("--index", r.index,
-                  "kNN index: flat (exact, default), ivf, hnsw, blocked (coarse lists, one matrix product per list; "
-                  "--nlist, --probe) (hnsw with more than one thread gives a different graph "
+                  "kNN index: auto (default: flat while rows^2 x dim <= 1e13, about 200,000 rows at 256-d; blocked "
+                  "above), flat (exact, the release's), ivf, hnsw, blocked (coarse lists, one matrix product per list; "
+                  "--nlist, --probe, --refine) (hnsw with more than one thread gives a different graph "
                   "each run; --threads 1 makes it reproducible)");
   cmd->add_option("--nlist", r.nlist, "ivf and blocked: coarse lists (default 0: ivf about 4 sqrt(N), blocked about N / 256)");
   cmd->add_option("--nprobe", r.nprobe, "IVF lists probed per query (default 32)");

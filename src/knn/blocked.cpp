@@ -9,6 +9,7 @@
 #include <cstdint>  // before faiss: its 1.7.3 headers miss it (GCC 13)
 
 #include <cblas.h>
+#include <omp.h>
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/utils/Heap.h>
@@ -16,7 +17,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <numeric>
+#include <random>
 
 #include "facecluster/error.h"
 #include "facecluster/log.h"
@@ -51,6 +55,243 @@ ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
   return g;
 }
 
+// The blocked products run one per OpenMP thread: OpenBLAS single-threaded meanwhile (its own
+// threads competing against OpenMP's made the products 2.1x slower).
+struct SingleThreadedBlas {
+  int saved = openblas_get_num_threads();
+  SingleThreadedBlas() { openblas_set_num_threads(1); }
+  ~SingleThreadedBlas() { openblas_set_num_threads(saved); }
+};
+
+// Past this many lists the two-level quantizer replaces the flat k-means and assignment, which
+// grow with rows x lists (rows^2 / 256) while the products grow with rows. The flat one finds
+// better lists, so it is kept until it costs about twice the products. Measured on 2 cores:
+// 1.2M rows, 4,096 lists: quantizer 66 s, products 154 s; 5.21M rows, 20,352 lists: 1,360 s
+// against 716 s (1.9x). The two-level lists cost recall (1.2M rows: 0.924 against 0.954) and, at
+// 5.21M rows, labels (F_P / F_B 0.937 / 0.915 against 0.952 / 0.951), for 1,031 s less
+// (docs/benchmarks.md).
+constexpr int64_t kFlatQuantizerMaxLists = 20480;
+// Two-level quantizer: the cells each row looks in for its home list, and the lists nearest
+// the home list's centroid among which its `probe` nearest lists are sought (x probe).
+constexpr int kCellsProbed = 8, kCandidatesPerProbe = 16;
+
+// out (nq x nb) = rows ids[0..nq) of x, offset by first, times the nb rows of base (single-threaded BLAS).
+void product_of_rows(const Matrix& x, int64_t first, const int32_t* ids, int64_t nq, const float* base, int64_t nb,
+                     float* out) {
+  const int64_t d = x.cols;
+  thread_local std::vector<float> qx;
+  qx.resize(static_cast<size_t>(nq * d));
+  for (int64_t q = 0; q < nq; ++q) std::memcpy(qx.data() + q * d, x.row(first + ids[q]), static_cast<size_t>(d) * 4);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(d), 1.f,
+              qx.data(), static_cast<int>(d), base, static_cast<int>(d), 0.f, out, static_cast<int>(nb));
+}
+
+struct CoarseLists {
+  int64_t count = 0;          // lists
+  std::vector<int32_t> near;  // rows x probe: each row's nearest lists, nearest first (-1: none)
+};
+
+void train_spherical_kmeans(int64_t npts, const float* pts, int64_t d, int64_t ncent, int niter, int max_points,
+                            uint64_t seed, faiss::IndexFlatIP& index, const char* progress) {
+  faiss::ClusteringParameters cp;
+  cp.max_points_per_centroid = max_points;
+  cp.seed = static_cast<int>(seed);
+  cp.spherical = true;
+  // One iteration per call, for progress and Ctrl-C (minutes at 5M rows): a call that finds
+  // centroids starts from them, on the same sample, so this is the same k-means.
+  cp.niter = 1;
+  faiss::Clustering km(static_cast<int>(d), static_cast<size_t>(ncent), cp);
+  std::unique_ptr<Progress> prog(progress ? new Progress(progress, niter) : nullptr);
+  for (int it = 0; it < niter; ++it) {
+    check_interrupt();
+    km.train(static_cast<faiss::Index::idx_t>(npts), pts, index);
+    if (prog) prog->update(it + 1);
+  }
+}
+
+// A rough k-means is enough: the refinement finds what coarser lists miss (584K: 10 iterations
+// on 128 points per list took 37 s, 5 on 64 take 9 s; docs/benchmarks.md).
+constexpr int kKmeansIterations = 5, kKmeansPointsPerList = 64;
+
+CoarseLists flat_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed) {
+  const int64_t n = x.rows, d = x.cols;
+  faiss::IndexFlatIP quantizer(static_cast<int>(d));
+  {
+    StageTimer t("blocked: k-means (" + std::to_string(nlist) + " lists)");
+    train_spherical_kmeans(n, x.row(0), d, nlist, kKmeansIterations, kKmeansPointsPerList, seed, quantizer,
+                           "knn blocked k-means iterations");
+  }
+  // Row and list ids are held as int32 from here on (graph rows are int32 anyway): at 5.21M
+  // faces the id arrays are ~half the builder's memory.
+  CoarseLists c;
+  c.count = nlist;
+  c.near.resize(static_cast<size_t>(n * probe));
+  StageTimer t("blocked: assign rows");
+  const int64_t chunk = 65536;
+  std::vector<float> sim(static_cast<size_t>(chunk * probe));
+  std::vector<faiss::Index::idx_t> found(static_cast<size_t>(chunk * probe));
+  Progress prog("knn blocked assign rows", n);
+  for (int64_t s = 0; s < n; s += chunk) {
+    check_interrupt();
+    const int64_t m = std::min<int64_t>(chunk, n - s);
+    quantizer.search(m, x.row(s), probe, sim.data(), found.data());
+    std::transform(found.begin(), found.begin() + m * probe, c.near.begin() + s * probe,
+                   [](faiss::Index::idx_t l) { return static_cast<int32_t>(l); });
+    prog.update(s + m);
+  }
+  return c;
+}
+
+// The same lists from two levels: sqrt(nlist) cells by k-means on the sample, then each cell's
+// sample points split into lists in proportion to their number. A row's home list is the nearest
+// list of its kCellsProbed nearest cells (one product per cell against the rows that look in it);
+// its `probe` nearest lists are sought among the kCandidatesPerProbe x probe lists nearest its
+// home list's centroid (one product per home list). Work ~ rows x (cells + kCellsProbed x lists
+// per cell + kCandidatesPerProbe x probe) instead of rows x lists.
+CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed, int nt) {
+  const int64_t n = x.rows, d = x.cols;
+  const int64_t cells = std::max<int64_t>(1, std::llround(std::ceil(std::sqrt(double(nlist)))));
+  std::vector<float> lists;                  // list centroids, cell by cell
+  std::vector<int64_t> cell_first(static_cast<size_t>(cells + 1), 0);
+  faiss::IndexFlatIP top(static_cast<int>(d));
+  {
+    StageTimer t("blocked: two-level k-means (" + std::to_string(cells) + " cells, ~" + std::to_string(nlist) + " lists)");
+    // The sample: kKmeansPointsPerList rows per list, drawn at random, kept in row order.
+    const int64_t m = std::min<int64_t>(n, nlist * kKmeansPointsPerList);
+    std::vector<int64_t> pick(static_cast<size_t>(n));
+    std::iota(pick.begin(), pick.end(), 0);
+    std::mt19937_64 rng(seed);
+    for (int64_t i = 0; i < m; ++i) std::swap(pick[i], pick[i + static_cast<int64_t>(rng() % uint64_t(n - i))]);
+    pick.resize(static_cast<size_t>(m));
+    std::sort(pick.begin(), pick.end());
+    std::vector<float> xs(static_cast<size_t>(m * d));
+    for (int64_t i = 0; i < m; ++i) std::memcpy(xs.data() + i * d, x.row(pick[i]), static_cast<size_t>(d) * 4);
+    std::vector<int64_t>().swap(pick);
+    train_spherical_kmeans(m, xs.data(), d, cells, kKmeansIterations, static_cast<int>(m / cells + 1), seed, top,
+                           nullptr);
+    std::vector<float> score(static_cast<size_t>(m));
+    std::vector<faiss::Index::idx_t> cell(static_cast<size_t>(m));
+    top.search(m, xs.data(), 1, score.data(), cell.data());
+    const ByList by_cell = group_by_list(m, cells, [&](int64_t i, auto emit) { emit(std::max<int64_t>(0, cell[i])); });
+    Progress prog("knn blocked k-means per cell", cells);
+    std::vector<float> pts;
+    for (int64_t c = 0; c < cells; ++c) {
+      const int64_t cnt = by_cell.start[c + 1] - by_cell.start[c];
+      const int64_t want = cnt == 0 ? 0 : std::clamp<int64_t>(std::llround(double(nlist) * cnt / m), 1, cnt);
+      pts.resize(static_cast<size_t>(cnt * d));
+      for (int64_t j = 0; j < cnt; ++j)
+        std::memcpy(pts.data() + j * d, xs.data() + by_cell.rows[by_cell.start[c] + j] * d, static_cast<size_t>(d) * 4);
+      if (want == cnt) {
+        lists.insert(lists.end(), pts.begin(), pts.end());
+      } else if (want > 0) {
+        faiss::IndexFlatIP fine(static_cast<int>(d));
+        train_spherical_kmeans(cnt, pts.data(), d, want, kKmeansIterations, kKmeansPointsPerList, seed + c, fine, nullptr);
+        const float* cent = fine.get_xb();
+        lists.insert(lists.end(), cent, cent + want * d);
+      }
+      cell_first[c + 1] = cell_first[c] + want;
+      prog.update(c + 1);
+    }
+  }
+  CoarseLists out;
+  out.count = cell_first[cells];
+  const int64_t nl = out.count;
+  FC_CHECK(nl >= 1 && nl < (int64_t{1} << 31), "internal: " << nl << " coarse lists");
+  const SingleThreadedBlas single_threaded_blas;  // one product per OpenMP thread below
+  // a. Each row's home list: the nearest list of its kCellsProbed nearest cells.
+  std::vector<int32_t> home(static_cast<size_t>(n), 0);
+  {
+    StageTimer t("blocked: home lists (two-level)");
+    const int look = static_cast<int>(std::min<int64_t>(kCellsProbed, cells));
+    const int64_t chunk = 65536;
+    std::vector<float> sim(static_cast<size_t>(chunk * look)), best(static_cast<size_t>(chunk));
+    std::vector<faiss::Index::idx_t> near_cells(static_cast<size_t>(chunk * look));
+    Progress prog("knn blocked home lists", n);
+    for (int64_t s = 0; s < n; s += chunk) {
+      check_interrupt();
+      const int64_t m = std::min<int64_t>(chunk, n - s);
+      top.search(m, x.row(s), look, sim.data(), near_cells.data());
+      const ByList by_cell = group_by_list(m, cells, [&](int64_t i, auto emit) {
+        for (int p = 0; p < look; ++p)
+          if (near_cells[i * look + p] >= 0) emit(near_cells[i * look + p]);
+      });
+      std::fill(best.begin(), best.begin() + m, -std::numeric_limits<float>::infinity());
+      for (int64_t c = 0; c < cells; ++c) {  // a row looks in a cell once: no two blocks share a row
+        const int64_t lc = cell_first[c + 1] - cell_first[c], nq_all = by_cell.start[c + 1] - by_cell.start[c];
+        if (lc == 0 || nq_all == 0) continue;
+        const int32_t* qids_all = by_cell.rows.data() + by_cell.start[c];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (int64_t b0 = 0; b0 < nq_all; b0 += 256) {
+          const int64_t nq = std::min<int64_t>(256, nq_all - b0);
+          thread_local std::vector<float> prod;
+          prod.resize(static_cast<size_t>(nq * lc));
+          product_of_rows(x, s, qids_all + b0, nq, lists.data() + cell_first[c] * d, lc, prod.data());
+          for (int64_t q = 0; q < nq; ++q) {
+            const int64_t r = qids_all[b0 + q];
+            for (int64_t j = 0; j < lc; ++j)
+              if (prod[q * lc + j] > best[r]) {
+                best[r] = prod[q * lc + j];
+                home[s + r] = static_cast<int32_t>(cell_first[c] + j);
+              }
+          }
+        }
+      }
+      prog.update(s + m);
+    }
+  }
+  // b. A row's nearest lists are among the lists nearest its home list's centroid: per home
+  // list, one product of its rows against the kCandidatesPerProbe x probe lists nearest it.
+  StageTimer t("blocked: nearest lists by the lists' own kNN");
+  const int64_t cand = std::min<int64_t>(nl, int64_t{kCandidatesPerProbe} * probe);
+  std::vector<faiss::Index::idx_t> cand_ids(static_cast<size_t>(nl * cand));
+  {
+    faiss::IndexFlatIP centroids(static_cast<int>(d));
+    centroids.add(nl, lists.data());
+    std::vector<float> sim(static_cast<size_t>(nl * cand));
+    centroids.search(nl, lists.data(), cand, sim.data(), cand_ids.data());
+  }
+  const ByList by_home = group_by_list(n, nl, [&](int64_t i, auto emit) { emit(home[i]); });
+  std::vector<int32_t>().swap(home);
+  out.near.assign(static_cast<size_t>(n * probe), -1);
+  Progress prog("knn blocked nearest lists", nl);
+  int64_t done = 0;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+  for (int64_t l = 0; l < nl; ++l) {  // each row has one home list: lists write disjoint rows
+    const int64_t members = by_home.start[l + 1] - by_home.start[l];
+    if (members == 0) continue;
+    thread_local std::vector<float> base, prod;
+    thread_local std::vector<std::pair<float, int32_t>> row;
+    int64_t nc = 0;
+    base.resize(static_cast<size_t>(cand * d));
+    for (int64_t c = 0; c < cand; ++c) {
+      const faiss::Index::idx_t j = cand_ids[l * cand + c];
+      if (j < 0) continue;
+      std::memcpy(base.data() + nc * d, lists.data() + j * d, static_cast<size_t>(d) * 4);
+      ++nc;
+    }
+    const int32_t* rows_all = by_home.rows.data() + by_home.start[l];
+    for (int64_t b0 = 0; b0 < members; b0 += 256) {
+      const int64_t nq = std::min<int64_t>(256, members - b0);
+      prod.resize(static_cast<size_t>(nq * nc));
+      product_of_rows(x, 0, rows_all + b0, nq, base.data(), nc, prod.data());
+      for (int64_t q = 0; q < nq; ++q) {
+        row.clear();
+        for (int64_t c = 0, cc = 0; c < cand; ++c)
+          if (cand_ids[l * cand + c] >= 0) row.emplace_back(prod[q * nc + cc++], static_cast<int32_t>(cand_ids[l * cand + c]));
+        const size_t keep = std::min<size_t>(static_cast<size_t>(probe), row.size());
+        std::partial_sort(row.begin(), row.begin() + keep, row.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        int32_t* dst = out.near.data() + int64_t{rows_all[b0 + q]} * probe;
+        for (size_t j = 0; j < keep; ++j) dst[j] = row[j].second;
+      }
+    }
+#pragma omp atomic
+    ++done;
+    if (omp_get_thread_num() == 0) prog.update(done);
+  }
+  return out;
+}
+
 }  // namespace
 
 // The refinement after the probes: kRefineRounds rounds, each voted by a row's kVoters nearest
@@ -60,40 +301,15 @@ constexpr int kRefineRounds = 3, kVoters = 16;
 
 KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   const int64_t n = x.rows, d = x.cols;
-  const int64_t nlist = blocked_list_count(n, o.ivf_nlist);
+  int64_t nlist = blocked_list_count(n, o.ivf_nlist);
   const int probe = static_cast<int>(std::min<int64_t>(std::max(1, o.blocked_probe), nlist));
 
-  // 1. Centroids, trained on a sample.
-  faiss::IndexFlatIP quantizer(static_cast<int>(d));
-  {
-    StageTimer t("blocked: k-means (" + std::to_string(nlist) + " lists)");
-    faiss::ClusteringParameters cp;
-    // A rough k-means is enough: the refinement below finds what coarser lists miss (584K:
-    // 10 iterations on 128 points per list took 37 s, 5 on 64 take 9 s; docs/benchmarks.md).
-    cp.niter = 5;
-    cp.max_points_per_centroid = 64;
-    cp.seed = static_cast<int>(o.seed);
-    cp.spherical = true;
-    faiss::Clustering km(static_cast<int>(d), static_cast<size_t>(nlist), cp);
-    km.train(static_cast<faiss::Index::idx_t>(n), x.row(0), quantizer);
-  }
-  // 2. Each row's `probe` nearest centroids: the lists it is compared with. Row and list ids
-  // are held as int32 from here on (graph rows are int32 anyway): at 5.21M faces the id arrays
-  // are ~half the builder's memory.
-  std::vector<int32_t> near(static_cast<size_t>(n * probe));
-  {
-    StageTimer t("blocked: assign rows");
-    const int64_t chunk = 65536;
-    std::vector<float> sim(static_cast<size_t>(chunk * probe));
-    std::vector<faiss::Index::idx_t> found(static_cast<size_t>(chunk * probe));
-    for (int64_t s = 0; s < n; s += chunk) {
-      check_interrupt();
-      const int64_t m = std::min<int64_t>(chunk, n - s);
-      quantizer.search(m, x.row(s), probe, sim.data(), found.data());
-      std::transform(found.begin(), found.begin() + m * probe, near.begin() + s * probe,
-                     [](faiss::Index::idx_t l) { return static_cast<int32_t>(l); });
-    }
-  }
+  // 1-2. Coarse lists and each row's `probe` nearest of them.
+  const int nt = o.threads > 0 ? o.threads : 1;
+  CoarseLists coarse = nlist > kFlatQuantizerMaxLists ? two_level_lists(x, nlist, probe, o.seed, nt)
+                                                      : flat_lists(x, nlist, probe, o.seed);
+  nlist = coarse.count;
+  std::vector<int32_t>& near = coarse.near;
   // A list's members are the rows whose nearest centroid (home list) it is; its queries are the
   // rows that probe it (about probe x its size).
   auto home = [&](int64_t i) { return static_cast<int64_t>(near[i * probe]); };
@@ -114,15 +330,10 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   KnnGraph g(n, k);
   float* const heap_val = g.dists.data();
   int32_t* const heap_id = g.nbrs.data();
-  const int nt = o.threads > 0 ? o.threads : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) faiss::heap_heapify<Heap>(static_cast<size_t>(k), heap_val + i * k, heap_id + i * k);
   // The products run one per OpenMP thread (see below): OpenBLAS single-threaded meanwhile.
-  struct BlasThreads {
-    int saved = openblas_get_num_threads();
-    BlasThreads() { openblas_set_num_threads(1); }
-    ~BlasThreads() { openblas_set_num_threads(saved); }
-  } single_threaded_blas;
+  const SingleThreadedBlas single_threaded_blas;
   // One pass of products: for every list, its members against the rows that meet it in this
   // pass (`by_list`), counted in row_list_products.
   int64_t row_list_products = 0;
@@ -151,13 +362,9 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
       for (int64_t bi = 0; bi < nblocks; ++bi) {
         const int64_t b0 = bi * qblock, nq = std::min(qblock, nq_all - b0);
         const int32_t* qids = qids_all + b0;
-        thread_local std::vector<float> qx, sims;
-        qx.resize(static_cast<size_t>(nq * d));
+        thread_local std::vector<float> sims;
         sims.resize(static_cast<size_t>(nq * m));
-        for (int64_t q = 0; q < nq; ++q) std::memcpy(qx.data() + q * d, x.row(qids[q]), static_cast<size_t>(d) * 4);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq), static_cast<int>(m),
-                    static_cast<int>(d), 1.f, qx.data(), static_cast<int>(d), base.data(), static_cast<int>(d), 0.f,
-                    sims.data(), static_cast<int>(m));
+        product_of_rows(x, 0, qids, nq, base.data(), m, sims.data());
         // A row meets a list at most once over both passes, so no two blocks touch the same heap
         // and no candidate is offered twice.
         const int32_t* ids = members.rows.data() + members.start[l];

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -128,21 +129,29 @@ void keep_best_scored(std::vector<Scored>& pool, int keep, float* ip, int64_t* i
 }
 
 KnnIndex parse_knn_index(const std::string& name) {
+  if (name == "auto") return KnnIndex::Auto;
   if (name == "flat") return KnnIndex::Flat;
   if (name == "ivf") return KnnIndex::Ivf;
   if (name == "hnsw") return KnnIndex::Hnsw;
   if (name == "blocked") return KnnIndex::Blocked;
-  FC_FAIL("unknown knn index " << quote_input(name) << "; expected flat, ivf, hnsw, blocked");
+  FC_FAIL("unknown knn index " << quote_input(name) << "; expected auto, flat, ivf, hnsw, blocked");
 }
 
 const char* knn_index_name(KnnIndex i) {
   switch (i) {
+    case KnnIndex::Auto: return "auto";
     case KnnIndex::Flat: return "flat";
     case KnnIndex::Ivf: return "ivf";
     case KnnIndex::Hnsw: return "hnsw";
     case KnnIndex::Blocked: return "blocked";
   }
   return "?";
+}
+
+KnnIndex resolve_knn_index(KnnIndex index, int64_t rows, int64_t dim, const std::string& device) {
+  if (index != KnnIndex::Auto) return index;
+  if (device != "cpu") return KnnIndex::Flat;
+  return double(rows) * double(rows) * double(dim) <= kExactSearchMaxMultiplyAdds ? KnnIndex::Flat : KnnIndex::Blocked;
 }
 
 namespace {
@@ -159,6 +168,15 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
   }
   KnnOptions o = opt;
   o.k = k;
+  o.index = resolve_knn_index(opt.index, x.rows, x.cols, opt.device);
+  if (opt.index == KnnIndex::Auto) {
+    char why[200];
+    std::snprintf(why, sizeof why, "knn: auto -> %s (exact search of %lld rows x %lld is %.2g multiply-adds, %s %.0e)",
+                  knn_index_name(o.index), (long long)x.rows, (long long)x.cols,
+                  double(x.rows) * double(x.rows) * double(x.cols), o.index == KnnIndex::Flat ? "within" : "above",
+                  kExactSearchMaxMultiplyAdds);
+    log_info(why);
+  }
   ThreadScope threads(opt.threads);
   if (o.index == KnnIndex::Blocked) return build_knn_blocked(x, o, k);
   if (o.index == KnnIndex::Flat && o.device != "cpu") return torch_exact_knn(x, k, o.device);

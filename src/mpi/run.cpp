@@ -50,7 +50,8 @@ using mpi::RowPartition;
 
 void check_plan(const RunPlan& plan) {
   FC_CHECK(!plan.features.empty(), "under mpirun the features must come from a file (--features)");
-  FC_CHECK(plan.knn.index == KnnIndex::Flat, "under mpirun the kNN graph is exact: --index "
+  // auto means exact here: the ring of shards is the distributed search.
+  FC_CHECK(plan.knn.index == KnnIndex::Flat || plan.knn.index == KnnIndex::Auto, "under mpirun the kNN graph is exact: --index "
                                                  << knn_index_name(plan.knn.index) << " is not distributed (use flat)");
   FC_CHECK(plan.graph.density == Density::OneStep,
            "under mpirun the density is the one-step NDDE (approximate_NDDe); the full diffusion (NDDe) is not distributed");

@@ -272,8 +272,9 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
            "device " << quote_input(device) << ": this build has no libtorch, so everything runs on the CPU");
   p.inference.device = "cpu";
 #endif
-  p.knn.device = p.knn.index == KnnIndex::Flat ? p.inference.device : "cpu";
-  if (p.inference.device != "cpu" && p.knn.index != KnnIndex::Flat)
+  const bool exact_on_device = p.knn.index == KnnIndex::Flat || p.knn.index == KnnIndex::Auto;
+  p.knn.device = exact_on_device ? p.inference.device : "cpu";
+  if (p.inference.device != "cpu" && !exact_on_device)
     p.warnings.push_back(std::string("the ") + knn_index_name(p.knn.index) + " index runs on the CPU; only exact kNN (flat) runs on " +
                          p.inference.device);
   p.inference.threads = p.threads;
@@ -378,9 +379,15 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
   if (p.knn.index == KnnIndex::Ivf)
     knn += ", nlist " + (p.knn.ivf_nlist ? std::to_string(p.knn.ivf_nlist) : std::string("auto")) + ", nprobe " +
            std::to_string(p.knn.ivf_nprobe);
-  if (p.knn.index == KnnIndex::Blocked)
+  if (p.knn.index == KnnIndex::Auto) {
+    char limit[120];
+    std::snprintf(limit, sizeof limit, " (flat while rows^2 x dim <= %.0e, else blocked", kExactSearchMaxMultiplyAdds);
+    knn += limit;
+  }
+  if (p.knn.index == KnnIndex::Blocked || p.knn.index == KnnIndex::Auto)
     knn += ", lists " + (p.knn.ivf_nlist ? std::to_string(p.knn.ivf_nlist) : std::string("auto")) + ", probe " +
-           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine);
+           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine) +
+           (p.knn.index == KnnIndex::Auto ? ")" : "");
   if (p.knn.index == KnnIndex::Hnsw)
     knn += ", M " + std::to_string(p.knn.hnsw_m) + ", ef_construction " + std::to_string(p.knn.hnsw_ef_construction) +
            ", ef_search " + std::to_string(p.knn.hnsw_ef_search);
@@ -412,7 +419,7 @@ const std::vector<Parameter>& run_parameters() {
     const InferenceOptions io;
     return std::vector<Parameter>{
         {"k", int64_t(c.test_dataset_args.model_topk), "neighbours per row, the row itself included"},
-        {"index", std::string(c.test_dataset_args.knn_index), "kNN index: flat (exact), ivf, hnsw"},
+        {"index", std::string(c.test_dataset_args.knn_index), "kNN index: auto (flat while exact search is affordable, blocked above), flat (exact), ivf, hnsw, blocked"},
         {"nlist", int64_t(ko.ivf_nlist), "ivf and blocked: coarse lists (0: ivf about 4 sqrt(N), blocked about N / 256)"},
         {"nprobe", int64_t(ko.ivf_nprobe), "IVF lists probed per query"},
         {"hnsw_m", int64_t(ko.hnsw_m), "HNSW links per node"},

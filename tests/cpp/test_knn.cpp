@@ -65,7 +65,7 @@ TEST(Knn, KLargerThanNClampsAndUnknownIndexIsNamed) {
     parse_knn_index("hnws");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown knn index 'hnws'; expected flat, ivf, hnsw"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("unknown knn index 'hnws'; expected auto, flat, ivf, hnsw, blocked"), std::string::npos);
   }
 }
 
@@ -101,6 +101,27 @@ TEST(Knn, BlockedRefinementFindsMissedNeighboursWithoutRepeats) {
   }
 }
 
+// Past 20,480 lists the coarse lists come from a two-level quantizer (cells, then lists per cell;
+// nearest lists among those nearest the home list). Its graph must be a sound kNN graph (row
+// first, no repeats) with a recall near that of the flat quantizer one list below the switch.
+TEST(Knn, TwoLevelListsFindNeighboursAlmostAsWellAsFlatLists) {
+  const Matrix x = data(45000, 24, 12);
+  KnnOptions o = blocked(20480, 64);  // the flat quantizer's largest case
+  const double flat = knn_recall(x, build_knn(x, o), 300);
+  o.ivf_nlist = 20481;                // the two-level quantizer's smallest
+  const KnnGraph two = build_knn(x, o);
+  const double two_level = knn_recall(x, two, 300);
+  std::printf("blocked, 20,480 flat lists: recall %.4f; 20,481 two-level: %.4f\n", flat, two_level);
+  EXPECT_GT(two_level, flat - 0.05);
+  EXPECT_GT(two_level, 0.5);
+  for (int64_t i = 0; i < x.rows; ++i) {
+    EXPECT_EQ(two.nbr_row(i)[0], i);
+    std::vector<int32_t> ids(two.nbr_row(i), two.nbr_row(i) + two.k);
+    std::sort(ids.begin(), ids.end());
+    ASSERT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "row " << i << " holds a neighbour twice";
+  }
+}
+
 TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
   const Matrix x = data(4000, 48, 8);
   KnnOptions o = blocked(20, 20);  // every list: the products cover all pairs
@@ -118,6 +139,28 @@ TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
   EXPECT_GE(some, 0.85);
   EXPECT_LT(one, some);
   EXPECT_EQ(parse_knn_index("blocked"), KnnIndex::Blocked);
+}
+
+// The default index: exact while rows^2 x dim <= 1e13 multiply-adds, blocked above, exact on a
+// GPU at any size; explicit choices are kept. On a small set it is the flat graph itself.
+TEST(Knn, AutoIndexIsExactUpToTheWorkLimitAndBlockedAbove) {
+  EXPECT_EQ(parse_knn_index("auto"), KnnIndex::Auto);
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Auto, 197000, 256, "cpu"), KnnIndex::Flat);     // 9.94e12
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Auto, 198000, 256, "cpu"), KnnIndex::Blocked);  // 1.004e13
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Auto, 279000, 128, "cpu"), KnnIndex::Flat);
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Auto, 5210000, 256, "cpu"), KnnIndex::Blocked);
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Auto, 5210000, 256, "cuda:0"), KnnIndex::Flat);
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Ivf, 100, 256, "cpu"), KnnIndex::Ivf);
+  EXPECT_EQ(resolve_knn_index(KnnIndex::Flat, 5210000, 256, "cpu"), KnnIndex::Flat);
+  const Matrix x = data(1500, 32, 11);
+  KnnOptions o;
+  o.k = 10;
+  ASSERT_EQ(o.index, KnnIndex::Auto);
+  const KnnGraph a = build_knn(x, o);
+  o.index = KnnIndex::Flat;
+  const KnnGraph f = build_knn(x, o);
+  EXPECT_EQ(a.nbrs, f.nbrs);
+  EXPECT_EQ(a.dists, f.dists);
 }
 
 // A distributed run sees the rows one shard at a time (each rank starts with its own shard and

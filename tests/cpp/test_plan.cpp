@@ -50,7 +50,7 @@ TEST(Plan, DefaultsAreTheReleasesAndTrainingFree) {
   r.features_in_memory = true;
   const RunPlan p = resolve_plan(Job::Cluster, r);
   EXPECT_EQ(p.knn.k, 80);
-  EXPECT_EQ(p.knn.index, KnnIndex::Flat);
+  EXPECT_EQ(p.knn.index, KnnIndex::Auto);  // exact (flat) up to a size, blocked above: Knn.AutoIndex...
   EXPECT_EQ(p.calibrate, CalibrateMode::Auto);
   EXPECT_TRUE(p.tau_automatic);
   EXPECT_TRUE(p.model.empty());
@@ -149,7 +149,7 @@ TEST(Plan, BadRequestsFailBeforeAnyWork) {
   expect(b, "is not a folder");
   b = r;
   b.index = "hnws";
-  expect(b, "unknown knn index 'hnws'; expected flat, ivf, hnsw");
+  expect(b, "unknown knn index 'hnws'; expected auto, flat, ivf, hnsw, blocked");
   b = r;
   b.calibrate = "maybe";
   expect(b, "unknown calibrate 'maybe'");

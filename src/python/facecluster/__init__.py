@@ -116,7 +116,8 @@ def knn(features, k=_D["k"], index=_D["index"], *, normalize=True, nlist=_D["nli
     """k nearest neighbours by cosine of each row, the row itself first.
 
     features: (N, D) float32, C-contiguous (read in place when rows are already unit length,
-    else a normalised copy is made). index: "flat" (exact), "ivf", "hnsw" or "blocked".
+    else a normalised copy is made). index: "auto" (exact up to rows^2 x dim = 1e13, blocked
+    above), "flat" (exact), "ivf", "hnsw" or "blocked".
     Returns (nbrs int32 (N, k), dists float32 (N, k)) with dists = 1 - cosine, ascending;
     k is clamped to N. Approximate indexes may leave -1 entries at a row's end.
     """
