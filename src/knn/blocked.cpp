@@ -86,6 +86,23 @@ void product_of_rows(const Matrix& x, int64_t first, const int32_t* ids, int64_t
               qx.data(), static_cast<int>(d), base, static_cast<int>(d), 0.f, out, static_cast<int>(nb));
 }
 
+// index.search over x's rows in chunks of 65,536 (progress, Ctrl-C): fn(first row, rows, ids) per
+// chunk, ids rows x k.
+template <class Fn>
+void search_in_chunks(const faiss::Index& index, const Matrix& x, int k, const char* what, Fn&& fn) {
+  const int64_t chunk = 65536;
+  std::vector<float> sim(static_cast<size_t>(chunk * k));
+  std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(chunk * k));
+  Progress prog(what, x.rows);
+  for (int64_t s = 0; s < x.rows; s += chunk) {
+    check_interrupt();
+    const int64_t m = std::min<int64_t>(chunk, x.rows - s);
+    index.search(m, x.row(s), k, sim.data(), ids.data());
+    fn(s, m, ids.data());
+    prog.update(s + m);
+  }
+}
+
 struct CoarseLists {
   int64_t count = 0;          // lists
   std::vector<int32_t> near;  // rows x probe: each row's nearest lists, nearest first (-1: none)
@@ -127,18 +144,9 @@ CoarseLists flat_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed)
   c.count = nlist;
   c.near.resize(static_cast<size_t>(n * probe));
   StageTimer t("blocked: assign rows");
-  const int64_t chunk = 65536;
-  std::vector<float> sim(static_cast<size_t>(chunk * probe));
-  std::vector<faiss::Index::idx_t> found(static_cast<size_t>(chunk * probe));
-  Progress prog("knn blocked assign rows", n);
-  for (int64_t s = 0; s < n; s += chunk) {
-    check_interrupt();
-    const int64_t m = std::min<int64_t>(chunk, n - s);
-    quantizer.search(m, x.row(s), probe, sim.data(), found.data());
-    std::transform(found.begin(), found.begin() + m * probe, c.near.begin() + s * probe,
-                   [](faiss::Index::idx_t l) { return static_cast<int32_t>(l); });
-    prog.update(s + m);
-  }
+  search_in_chunks(quantizer, x, probe, "knn blocked assign rows", [&](int64_t s, int64_t m, const faiss::Index::idx_t* found) {
+    std::transform(found, found + m * probe, c.near.begin() + s * probe, [](faiss::Index::idx_t l) { return static_cast<int32_t>(l); });
+  });
   return c;
 }
 
@@ -203,14 +211,8 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
   {
     StageTimer t("blocked: home lists (two-level)");
     const int look = static_cast<int>(std::min<int64_t>(kCellsProbed, cells));
-    const int64_t chunk = 65536;
-    std::vector<float> sim(static_cast<size_t>(chunk * look)), best(static_cast<size_t>(chunk));
-    std::vector<faiss::Index::idx_t> near_cells(static_cast<size_t>(chunk * look));
-    Progress prog("knn blocked home lists", n);
-    for (int64_t s = 0; s < n; s += chunk) {
-      check_interrupt();
-      const int64_t m = std::min<int64_t>(chunk, n - s);
-      top.search(m, x.row(s), look, sim.data(), near_cells.data());
+    std::vector<float> best(65536);
+    search_in_chunks(top, x, look, "knn blocked home lists", [&](int64_t s, int64_t m, const faiss::Index::idx_t* near_cells) {
       const ByList by_cell = group_by_list(m, cells, [&](int64_t i, auto emit) {
         for (int p = 0; p < look; ++p)
           if (near_cells[i * look + p] >= 0) emit(near_cells[i * look + p]);
@@ -236,8 +238,7 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
           }
         }
       }
-      prog.update(s + m);
-    }
+    });
   }
   // b. A row's nearest lists are among the lists nearest its home list's centroid: per home
   // list, one product of its rows against the kCandidatesPerProbe x probe lists nearest it.
