@@ -205,7 +205,6 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
   out.count = cell_first[cells];
   const int64_t nl = out.count;
   FC_CHECK(nl >= 1 && nl < (int64_t{1} << 31), "internal: " << nl << " coarse lists");
-  const SingleThreadedBlas single_threaded_blas;  // one product per OpenMP thread below
   // a. Each row's home list: the nearest list of its kCellsProbed nearest cells.
   std::vector<int32_t> home(static_cast<size_t>(n), 0);
   {
@@ -213,6 +212,7 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
     const int look = static_cast<int>(std::min<int64_t>(kCellsProbed, cells));
     std::vector<float> best(65536);
     search_in_chunks(top, x, look, "knn blocked home lists", [&](int64_t s, int64_t m, const faiss::Index::idx_t* near_cells) {
+      const SingleThreadedBlas single_threaded_blas;  // for the products below, not faiss's search
       const ByList by_cell = group_by_list(m, cells, [&](int64_t i, auto emit) {
         for (int p = 0; p < look; ++p)
           if (near_cells[i * look + p] >= 0) emit(near_cells[i * look + p]);
@@ -256,12 +256,14 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
   out.near.assign(static_cast<size_t>(n * probe), -1);
   Progress prog("knn blocked nearest lists", nl);
   int64_t done = 0;
+  const SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
   for (int64_t l = 0; l < nl; ++l) {  // each row has one home list: lists write disjoint rows
     const int64_t members = by_home.start[l + 1] - by_home.start[l];
     if (members == 0) continue;
-    thread_local std::vector<float> base, prod;
-    thread_local std::vector<std::pair<float, int32_t>> row;
+    thread_local std::vector<float> base, prod, best_ip;
+    thread_local std::vector<int64_t> best_id;
+    thread_local std::vector<Scored> row;
     int64_t nc = 0;
     base.resize(static_cast<size_t>(cand * d));
     for (int64_t c = 0; c < cand; ++c) {
@@ -275,20 +277,21 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
       const int64_t nq = std::min<int64_t>(256, members - b0);
       prod.resize(static_cast<size_t>(nq * nc));
       product_of_rows(x, 0, rows_all + b0, nq, base.data(), nc, prod.data());
+      best_ip.resize(static_cast<size_t>(probe));
+      best_id.resize(static_cast<size_t>(probe));
       for (int64_t q = 0; q < nq; ++q) {
         row.clear();
         for (int64_t c = 0, cc = 0; c < cand; ++c)
-          if (cand_ids[l * cand + c] >= 0) row.emplace_back(prod[q * nc + cc++], static_cast<int32_t>(cand_ids[l * cand + c]));
-        const size_t keep = std::min<size_t>(static_cast<size_t>(probe), row.size());
-        std::partial_sort(row.begin(), row.begin() + keep, row.end(),
-                          [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-        int32_t* dst = out.near.data() + int64_t{rows_all[b0 + q]} * probe;
-        for (size_t j = 0; j < keep; ++j) dst[j] = row[j].second;
+          if (cand_ids[l * cand + c] >= 0) row.push_back({prod[q * nc + cc++], cand_ids[l * cand + c]});
+        keep_best_scored(row, probe, best_ip.data(), best_id.data());  // -1 past the candidates
+        std::transform(best_id.begin(), best_id.end(), out.near.begin() + int64_t{rows_all[b0 + q]} * probe,
+                       [](int64_t id) { return static_cast<int32_t>(id); });
       }
     }
-#pragma omp atomic
-    ++done;
-    if (omp_get_thread_num() == 0) prog.update(done);
+    int64_t now;
+#pragma omp atomic capture
+    now = ++done;
+    if (omp_get_thread_num() == 0) prog.update(now);
   }
   return out;
 }
@@ -333,7 +336,6 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   int32_t* const heap_id = g.nbrs.data();
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) faiss::heap_heapify<Heap>(static_cast<size_t>(k), heap_val + i * k, heap_id + i * k);
-  // The products run one per OpenMP thread (see below): OpenBLAS single-threaded meanwhile.
   const SingleThreadedBlas single_threaded_blas;
   // One pass of products: for every list, its members against the rows that meet it in this
   // pass (`by_list`), counted in row_list_products.

@@ -147,11 +147,11 @@ torch::Tensor PairNetImpl::forward(const torch::Tensor& x, const torch::Tensor& 
               spec.in_dim, ") input, got ", x.sizes());
   const bool inference = !is_training() && !torch::GradMode::is_enabled();
   auto h = input_proj ? input_proj(x) : x;
-  const auto p = pos.to(h.dtype());
   if (inference) {
     if (!input_proj) h = h.clone();  // the inference path works in place
     for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward_inference(h, pos, pad);
   } else {
+    const auto p = pos.to(h.dtype());
     for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward(h, p, pad);
   }
   // Linear over [h_0, h_j] == W_a h_0 + W_b h_j + b: the anchor half is computed once per row.
