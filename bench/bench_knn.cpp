@@ -1,7 +1,9 @@
 // kNN build time and recall@80 against exact search, per index, on synthetic faces (D 256).
 // Sizes from FC_BENCH_KNN_SIZES (default "100000"); e.g. FC_BENCH_KNN_SIZES=100000,584013.
 // Ratio to the baseline of the same run: time_vs_flat = build time / exact (flat) build time at
-// the same size (flat runs first; set FC_BENCH_FLAT_SECONDS to reuse a measured value).
+// the same size (flat runs first; set FC_BENCH_FLAT_SECONDS to reuse a measured value). The
+// blocked index runs twice, with fp32 products and with bf16 products re-ranked in fp32 (where the
+// CPU has AVX512-BF16 or AMX-BF16); time_vs_fp32 = bf16 build time / fp32 build time.
 #include <benchmark/benchmark.h>
 
 #include "cpu_features.h"
@@ -33,13 +35,24 @@ std::map<int64_t, double>& flat_seconds() {
   static std::map<int64_t, double> m;
   return m;
 }
+std::map<int64_t, double>& blocked_fp32_seconds() {
+  static std::map<int64_t, double> m;
+  return m;
+}
 
-void BM_Knn(benchmark::State& state, std::string index, int64_t n) {
+void BM_Knn(benchmark::State& state, std::string index, std::string precision, int64_t n) {
   set_log_level(0);
-  const Matrix& x = faces(n);
   KnnOptions o;
   o.k = 80;
   o.index = parse_knn_index(index);
+  o.precision = parse_knn_precision(precision);
+  if (o.precision == KnnPrecision::Bf16 && !knn_uses_bf16(o.precision)) {
+    state.SkipWithError("no native bf16 products on this CPU (AVX512-BF16 or AMX-BF16) or build (oneDNN)");
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const Matrix& x = faces(n);
   double seconds = 0;
   KnnGraph g;
   for (auto _ : state) {
@@ -48,6 +61,9 @@ void BM_Knn(benchmark::State& state, std::string index, int64_t n) {
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   if (index == "flat") flat_seconds()[n] = seconds;
+  if (index == "blocked" && o.precision == KnnPrecision::Fp32) blocked_fp32_seconds()[n] = seconds;
+  if (index == "blocked" && o.precision == KnnPrecision::Bf16 && blocked_fp32_seconds().count(n))
+    state.counters["time_vs_fp32"] = seconds / blocked_fp32_seconds()[n];
   if (const char* f = std::getenv("FC_BENCH_FLAT_SECONDS")) flat_seconds().emplace(n, std::atof(f));
   state.counters["rows"] = double(n);
   state.counters["build_s"] = seconds;
@@ -62,9 +78,11 @@ int register_all() {
   const bool skip_flat = std::getenv("FC_BENCH_FLAT_SECONDS") != nullptr;
   while (std::getline(ss, item, ',')) {
     const int64_t n = std::atoll(item.c_str());
-    for (const char* index : {"flat", "ivf", "hnsw"}) {
-      if (skip_flat && std::string(index) == "flat") continue;
-      benchmark::RegisterBenchmark(("knn/" + std::string(index) + "/" + item).c_str(), BM_Knn, index, n)
+    for (const char* c : {"flat", "ivf", "hnsw", "blocked/fp32", "blocked/bf16"}) {
+      const std::string name = c, index = name.substr(0, name.find('/'));
+      const std::string precision = name.find('/') == std::string::npos ? "fp32" : name.substr(name.find('/') + 1);
+      if (skip_flat && index == "flat") continue;
+      benchmark::RegisterBenchmark(("knn/" + name + "/" + item).c_str(), BM_Knn, index, precision, n)
           ->Iterations(1)
           ->Unit(benchmark::kSecond)
           ->UseRealTime();

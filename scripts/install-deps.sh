@@ -9,7 +9,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libtorch-dev libfaiss-dev libopenblas-dev libyaml-cpp-dev libcli11-dev \
-  libzip-dev zlib1g-dev libomp-dev \
+  libzip-dev zlib1g-dev libomp-dev libdnnl-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   pybind11-dev python3-dev python3-numpy python3-pytest \
   clang libclang-rt-dev libigraph-dev libopenmpi-dev openmpi-bin \

@@ -27,6 +27,19 @@ constexpr double kExactSearchMaxMultiplyAdds = 1e13;
 // The index `index` means for `rows` x `dim` features on `device`: itself, except auto.
 KnnIndex resolve_knn_index(KnnIndex index, int64_t rows, int64_t dim, const std::string& device);
 
+// The blocked index's matrix products (and its quantizer's): bf16 where the CPU multiplies bf16
+// natively (AVX512-BF16 or AMX-BF16) and the build has oneDNN, fp32 elsewhere (auto, the
+// default). The candidates of bf16 products are re-ranked in fp32 with a margin that bounds the
+// bf16 error, so a row's neighbours among the rows it is compared with are those of fp32
+// products; only the coarse lists (which rows are compared) can differ. Exact search (flat)
+// is fp32 always.
+enum class KnnPrecision { Auto, Fp32, Bf16 };
+KnnPrecision parse_knn_precision(const std::string& name);  // throws naming the accepted names
+const char* knn_precision_name(KnnPrecision p);
+// Whether `p` means bf16 products on this machine and build (bf16 asked of a CPU without native
+// bf16 is fp32, with a warning when the kNN runs).
+bool knn_uses_bf16(KnnPrecision p);
+
 struct KnnOptions {
   int k = DatasetArgs{}.model_topk;  // neighbours per row, the row itself included; clamped to N
   KnnIndex index = KnnIndex::Auto;
@@ -34,6 +47,7 @@ struct KnnOptions {
   int ivf_nprobe = 32;
   int blocked_probe = 64;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~N / 256)
   int blocked_refine = 64;     // blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)
+  KnnPrecision precision = KnnPrecision::Auto;  // blocked: bf16 or fp32 products (see KnnPrecision)
   int hnsw_m = 32;
   int hnsw_ef_construction = 80;
   int hnsw_ef_search = 128;    // raised to at least k

@@ -47,7 +47,7 @@ struct PlanRequest {
   std::optional<bool> rebuild_knn;
 
   std::optional<int64_t> k, nlist, nprobe, hnsw_m, ef_construction, ef_search, probe, refine;
-  std::optional<std::string> index;
+  std::optional<std::string> index, knn_precision;
 
   std::optional<std::string> model, precision;  // model: a file, or "default" (the shipped one)
   std::optional<std::string> device;            // cpu, cuda, cuda:N, auto (the model's)

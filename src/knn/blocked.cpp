@@ -3,6 +3,7 @@
 // `probe` nearest lists, as in IVF search; but instead of scanning lists vector by vector
 // (memory-bound), each list is multiplied, in one matrix product, by all the rows that probe it,
 // and every row keeps a heap of its k best across the lists it probes.
+#include "bf16.h"
 #include "blocked.h"
 #include "rows.h"
 
@@ -13,6 +14,7 @@
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/utils/Heap.h>
+#include <faiss/utils/distances.h>
 
 #include <algorithm>
 #include <cmath>
@@ -103,6 +105,51 @@ void search_in_chunks(const faiss::Index& index, const Matrix& x, int k, const c
   }
 }
 
+// Inner-product search over the stored rows by bf16 products (the quantizer's k-means and its
+// list assignment, where the lists need only be near, not exact): blocks of 256 queries, one
+// product per block and chunk of stored rows, a heap per query.
+struct Bf16InnerProductIndex : faiss::IndexFlatIP {
+  using faiss::IndexFlatIP::IndexFlatIP;
+  void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+              const faiss::SearchParameters* params = nullptr) const override {
+    FC_CHECK(params == nullptr, "internal: search parameters are not supported here");
+    using Heap = faiss::CMin<float, idx_t>;
+    const int64_t nb = ntotal, dim = d, qblock = 256, bchunk = 4096;
+    std::vector<uint16_t> base(static_cast<size_t>(bf16_padded_rows(nb) * dim), 0);  // zero rows past nb
+    round_to_bf16(get_xb(), nb * dim, base.data());
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t q0 = 0; q0 < n; q0 += qblock) {
+      const int64_t nq = std::min(qblock, n - q0);
+      thread_local std::vector<uint16_t> qb;
+      thread_local std::vector<float> prod;
+      qb.assign(static_cast<size_t>(qblock * dim), 0);  // one shape: the last block padded with zero rows
+      round_to_bf16(x + q0 * dim, nq * dim, qb.data());
+      float* dis = distances + q0 * k;
+      idx_t* lab = labels + q0 * k;
+      for (int64_t q = 0; q < nq; ++q) faiss::heap_heapify<Heap>(static_cast<size_t>(k), dis + q * k, lab + q * k);
+      for (int64_t b0 = 0; b0 < nb; b0 += bchunk) {
+        const int64_t m = std::min(bchunk, nb - b0), mp = bf16_padded_rows(m);
+        prod.resize(static_cast<size_t>(qblock * mp));
+        bf16_product(qb.data(), qblock, base.data() + b0 * dim, mp, dim, prod.data());
+        for (int64_t q = 0; q < nq; ++q) {
+          float* hv = dis + q * k;
+          idx_t* hi = lab + q * k;
+          const float* row = prod.data() + q * mp;
+          for (int64_t c = 0; c < m; ++c)
+            if (row[c] > hv[0]) faiss::heap_replace_top<Heap>(static_cast<size_t>(k), hv, hi, row[c], b0 + c);
+        }
+      }
+      for (int64_t q = 0; q < nq; ++q) faiss::heap_reorder<Heap>(static_cast<size_t>(k), dis + q * k, lab + q * k);
+    }
+  }
+};
+
+// The quantizer's search index: bf16 products or faiss's fp32 flat search.
+std::unique_ptr<faiss::IndexFlatIP> quantizer_index(int64_t d, bool bf16) {
+  if (bf16) return std::make_unique<Bf16InnerProductIndex>(d);
+  return std::make_unique<faiss::IndexFlatIP>(d);
+}
+
 struct CoarseLists {
   int64_t count = 0;          // lists
   std::vector<int32_t> near;  // rows x probe: each row's nearest lists, nearest first (-1: none)
@@ -130,9 +177,10 @@ void train_spherical_kmeans(int64_t npts, const float* pts, int64_t d, int64_t n
 // on 128 points per list took 37 s, 5 on 64 take 9 s; docs/benchmarks.md).
 constexpr int kKmeansIterations = 5, kKmeansPointsPerList = 64;
 
-CoarseLists flat_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed) {
+CoarseLists flat_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed, bool bf16) {
   const int64_t n = x.rows, d = x.cols;
-  faiss::IndexFlatIP quantizer(static_cast<int>(d));
+  const std::unique_ptr<faiss::IndexFlatIP> index = quantizer_index(d, bf16);
+  faiss::IndexFlatIP& quantizer = *index;
   {
     StageTimer t("blocked: k-means (" + std::to_string(nlist) + " lists)");
     train_spherical_kmeans(n, x.row(0), d, nlist, kKmeansIterations, kKmeansPointsPerList, seed, quantizer,
@@ -156,12 +204,13 @@ CoarseLists flat_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed)
 // its `probe` nearest lists are sought among the kCandidatesPerProbe x probe lists nearest its
 // home list's centroid (one product per home list). Work ~ rows x (cells + kCellsProbed x lists
 // per cell + kCandidatesPerProbe x probe) instead of rows x lists.
-CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed, int nt) {
+CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t seed, int nt, bool bf16) {
   const int64_t n = x.rows, d = x.cols;
   const int64_t cells = std::max<int64_t>(1, std::llround(std::ceil(std::sqrt(double(nlist)))));
   std::vector<float> lists;                  // list centroids, cell by cell
   std::vector<int64_t> cell_first(static_cast<size_t>(cells + 1), 0);
-  faiss::IndexFlatIP top(static_cast<int>(d));
+  const std::unique_ptr<faiss::IndexFlatIP> top_index = quantizer_index(d, bf16);
+  faiss::IndexFlatIP& top = *top_index;
   {
     StageTimer t("blocked: two-level k-means (" + std::to_string(cells) + " cells, ~" + std::to_string(nlist) + " lists)");
     // The sample: kKmeansPointsPerList rows per list, drawn at random, kept in row order.
@@ -192,9 +241,9 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
       if (want == cnt) {
         lists.insert(lists.end(), pts.begin(), pts.end());
       } else if (want > 0) {
-        faiss::IndexFlatIP fine(static_cast<int>(d));
-        train_spherical_kmeans(cnt, pts.data(), d, want, kKmeansIterations, kKmeansPointsPerList, seed + c, fine, nullptr);
-        const float* cent = fine.get_xb();
+        const std::unique_ptr<faiss::IndexFlatIP> fine = quantizer_index(d, bf16);
+        train_spherical_kmeans(cnt, pts.data(), d, want, kKmeansIterations, kKmeansPointsPerList, seed + c, *fine, nullptr);
+        const float* cent = fine->get_xb();
         lists.insert(lists.end(), cent, cent + want * d);
       }
       cell_first[c + 1] = cell_first[c] + want;
@@ -246,10 +295,10 @@ CoarseLists two_level_lists(const Matrix& x, int64_t nlist, int probe, uint64_t 
   const int64_t cand = std::min<int64_t>(nl, int64_t{kCandidatesPerProbe} * probe);
   std::vector<faiss::Index::idx_t> cand_ids(static_cast<size_t>(nl * cand));
   {
-    faiss::IndexFlatIP centroids(static_cast<int>(d));
-    centroids.add(nl, lists.data());
+    const std::unique_ptr<faiss::IndexFlatIP> centroids = quantizer_index(d, bf16);
+    centroids->add(nl, lists.data());
     std::vector<float> sim(static_cast<size_t>(nl * cand));
-    centroids.search(nl, lists.data(), cand, sim.data(), cand_ids.data());
+    centroids->search(nl, lists.data(), cand, sim.data(), cand_ids.data());
   }
   const ByList by_home = group_by_list(n, nl, [&](int64_t i, auto emit) { emit(home[i]); });
   std::vector<int32_t>().swap(home);
@@ -310,16 +359,23 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
 
   // 1-2. Coarse lists and each row's `probe` nearest of them.
   const int nt = o.threads > 0 ? o.threads : 1;
-  CoarseLists coarse = nlist > kFlatQuantizerMaxLists ? two_level_lists(x, nlist, probe, o.seed, nt)
-                                                      : flat_lists(x, nlist, probe, o.seed);
+  const bool bf16 = knn_uses_bf16(o.precision);
+  if (o.precision == KnnPrecision::Bf16 && !bf16)
+    log_warn("knn precision bf16: this CPU or build has no native bf16 products (AVX512-BF16 or AMX-BF16, and oneDNN); using fp32");
+  log_info(std::string("  blocked: ") + (bf16 ? "bf16 products (oneDNN), candidates re-ranked in fp32" : "fp32 products (OpenBLAS)"));
+  CoarseLists coarse = nlist > kFlatQuantizerMaxLists ? two_level_lists(x, nlist, probe, o.seed, nt, bf16)
+                                                      : flat_lists(x, nlist, probe, o.seed, bf16);
   nlist = coarse.count;
   std::vector<int32_t>& near = coarse.near;
   // A list's members are the rows whose nearest centroid (home list) it is; its queries are the
-  // rows that probe it (about probe x its size).
+  // rows that probe it (about probe x its size). Every row meets its home list first (the
+  // members against themselves), then its other probed lists: a row's heap then starts from the
+  // best of its own list, and fewer candidates of later lists enter it (with bf16 products, each
+  // one that might enter costs an fp32 product).
   auto home = [&](int64_t i) { return static_cast<int64_t>(near[i * probe]); };
   const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home(i)); });
   ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
-    for (int p = 0; p < probe; ++p)
+    for (int p = 1; p < probe; ++p)
       if (near[i * probe + p] >= 0) emit(near[i * probe + p]);
   });
   // The refinement (step 4) reads each row's probed lists and home list from `near`.
@@ -337,52 +393,124 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) faiss::heap_heapify<Heap>(static_cast<size_t>(k), heap_val + i * k, heap_id + i * k);
   const SingleThreadedBlas single_threaded_blas;
+  // bf16 products: the rows once in bf16, and their norms for the margin of the re-ranking.
+  std::vector<uint16_t> xb(bf16 ? static_cast<size_t>(n * d) : 0);
+  std::vector<float> norms(bf16 ? static_cast<size_t>(n) : 0);
+  if (bf16) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < n; ++i) {
+      round_to_bf16(x.row(i), d, xb.data() + i * d);
+      norms[i] = std::sqrt(faiss::fvec_norm_L2sqr(x.row(i), static_cast<size_t>(d)));
+    }
+  }
+  const float bf16_error = static_cast<float>(bf16_product_error_bound(d));
   // One pass of products: for every list, its members against the rows that meet it in this
   // pass (`by_list`), counted in row_list_products.
   int64_t row_list_products = 0;
-  auto products = [&](const ByList& by_list, const std::string& what) {
+  auto products = [&](const ByList& by_list, const std::string& what, bool bf16_pass) {
     const std::vector<int64_t>& qs = by_list.start;
     row_list_products += qs[nlist];
     StageTimer t("blocked: " + what + " (" + std::to_string(nlist) + " lists)");
-    Progress prog("knn blocked " + what, nlist);
-    std::vector<float> base;
+    // The work as tasks: (list, first of up to qblock rows that meet it), list by list. Each
+    // thread runs a single-threaded product per task and updates those rows' heaps while the
+    // products are still in cache (OpenBLAS's own threads would compete with OpenMP's); it
+    // gathers a list's members when it first meets the list. Tasks, not lists, are shared out:
+    // a home list is one task, and a list-by-list loop left a thread idle at every list.
     const int64_t qblock = 256;
-    for (int64_t l = 0; l < nlist; ++l) {
+    struct Task {
+      int32_t list;
+      int64_t first;
+    };
+    std::vector<Task> tasks;
+    for (int64_t l = 0; l < nlist; ++l)
+      if (members.start[l + 1] > members.start[l])
+        for (int64_t b0 = 0; b0 < qs[l + 1] - qs[l]; b0 += qblock) tasks.push_back({static_cast<int32_t>(l), b0});
+    Progress prog("knn blocked " + what, static_cast<int64_t>(tasks.size()));
+    const int64_t chunk = 512;  // tasks between checks for Ctrl-C
+    for (int64_t t0 = 0; t0 < static_cast<int64_t>(tasks.size()); t0 += chunk) {
       check_interrupt();
-      const int64_t m = members.start[l + 1] - members.start[l];
-      const int64_t nq_all = qs[l + 1] - qs[l];
-      if (m == 0 || nq_all == 0) continue;
-      base.resize(static_cast<size_t>(m * d));
-#pragma omp parallel for schedule(static) num_threads(nt) if (m > 256)
-      for (int64_t c = 0; c < m; ++c)
-        std::memcpy(base.data() + c * d, x.row(members.rows[members.start[l] + c]), static_cast<size_t>(d) * 4);
-      // One thread pool: OpenMP splits the rows that probe this list into blocks, and each thread
-      // runs a single-threaded product for its block and updates those rows' heaps while the
-      // similarities are still in cache. (OpenBLAS's own threads would compete with OpenMP's.)
-      const int32_t* qids_all = by_list.rows.data() + qs[l];
-      const int64_t nblocks = (nq_all + qblock - 1) / qblock;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-      for (int64_t bi = 0; bi < nblocks; ++bi) {
-        const int64_t b0 = bi * qblock, nq = std::min(qblock, nq_all - b0);
-        const int32_t* qids = qids_all + b0;
-        thread_local std::vector<float> sims;
-        sims.resize(static_cast<size_t>(nq * m));
-        product_of_rows(x, 0, qids, nq, base.data(), m, sims.data());
-        // A row meets a list at most once over both passes, so no two blocks touch the same heap
-        // and no candidate is offered twice.
-        const int32_t* ids = members.rows.data() + members.start[l];
-        for (int64_t q = 0; q < nq; ++q) {
-          float* hv = heap_val + int64_t{qids[q]} * k;
-          int32_t* hi = heap_id + int64_t{qids[q]} * k;
-          const float* row = sims.data() + q * m;
-          for (int64_t c = 0; c < m; ++c)
-            if (row[c] > hv[0]) faiss::heap_replace_top<Heap>(static_cast<size_t>(k), hv, hi, row[c], ids[c]);
+      const int64_t t1 = std::min<int64_t>(t0 + chunk, static_cast<int64_t>(tasks.size()));
+#pragma omp parallel num_threads(nt)
+      {
+        std::vector<float> base, base_norm, sims, sorted;
+        std::vector<uint16_t> base_b, qb;
+        int64_t cur = -1, m = 0, mp = 0;
+        float max_norm = 0;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ti = t0; ti < t1; ++ti) {
+          const int64_t l = tasks[ti].list;
+          const int32_t* ids = members.rows.data() + members.start[l];
+          if (l != cur) {
+            cur = l;
+            m = members.start[l + 1] - members.start[l];
+            mp = bf16_padded_rows(m);  // bf16: the members padded with zero rows (few shapes)
+            base.resize(static_cast<size_t>(m * d));
+            for (int64_t c = 0; c < m; ++c) std::memcpy(base.data() + c * d, x.row(ids[c]), static_cast<size_t>(d) * 4);
+            if (bf16_pass) {
+              base_b.assign(static_cast<size_t>(mp * d), 0);
+              base_norm.resize(static_cast<size_t>(m));
+              max_norm = 0;
+              for (int64_t c = 0; c < m; ++c) {
+                std::memcpy(base_b.data() + c * d, xb.data() + int64_t{ids[c]} * d, static_cast<size_t>(d) * 2);
+                base_norm[c] = norms[ids[c]];
+                max_norm = std::max(max_norm, base_norm[c]);
+              }
+            }
+          }
+          const int64_t nq = std::min(qblock, qs[l + 1] - qs[l] - tasks[ti].first);
+          const int32_t* qids = by_list.rows.data() + qs[l] + tasks[ti].first;
+          // A row meets a list at most once over all passes, so no two tasks touch the same heap
+          // and no candidate is offered twice.
+          if (!bf16_pass) {
+            sims.resize(static_cast<size_t>(nq * m));
+            product_of_rows(x, 0, qids, nq, base.data(), m, sims.data());
+            for (int64_t q = 0; q < nq; ++q) {
+              float* hv = heap_val + int64_t{qids[q]} * k;
+              int32_t* hi = heap_id + int64_t{qids[q]} * k;
+              const float* row = sims.data() + q * m;
+              for (int64_t c = 0; c < m; ++c)
+                if (row[c] > hv[0]) faiss::heap_replace_top<Heap>(static_cast<size_t>(k), hv, hi, row[c], ids[c]);
+            }
+          } else {
+            qb.resize(static_cast<size_t>(qblock * d));
+            for (int64_t q = 0; q < nq; ++q)
+              std::memcpy(qb.data() + q * d, xb.data() + int64_t{qids[q]} * d, static_cast<size_t>(d) * 2);
+            std::fill(qb.begin() + nq * d, qb.end(), uint16_t{0});
+            sims.resize(static_cast<size_t>(qblock * mp));
+            bf16_product(qb.data(), qblock, base_b.data(), mp, d, sims.data());
+            // Re-ranking: a candidate whose bf16 product, plus the most the bf16 error can be for
+            // its norms, is not above the row's k-th best so far cannot enter the row's k best;
+            // the others get their fp32 product. A row whose heap is not full yet only needs the
+            // candidates that can be among this list's own k best.
+            for (int64_t q = 0; q < nq; ++q) {
+              const int64_t i = qids[q];
+              float* hv = heap_val + i * k;
+              int32_t* hi = heap_id + i * k;
+              const float* row = sims.data() + q * mp;
+              const float* xq = x.row(i);
+              const float slack = bf16_error * norms[i];
+              float floor = -std::numeric_limits<float>::infinity();
+              if (hv[0] == floor && m >= k) {
+                sorted.assign(row, row + m);
+                std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(), std::greater<>());
+                floor = sorted[k - 1] - 2 * slack * max_norm;
+              }
+              for (int64_t c = next_candidate(row, base_norm.data(), slack, hv[0], 0, m); c < m;
+                   c = next_candidate(row, base_norm.data(), slack, hv[0], c + 1, m)) {
+                if (row[c] < floor) continue;
+                const float ip = dot_f32(xq, base.data() + c * d, d);
+                if (ip > hv[0]) faiss::heap_replace_top<Heap>(static_cast<size_t>(k), hv, hi, ip, ids[c]);
+              }
+            }
+          }
         }
       }
-      prog.update(l + 1);
+      prog.update(t1);
     }
   };
-  products(queries, "products and top-k, probe " + std::to_string(probe));
+  // The home lists in fp32 (1 / probe of the work): fp32 products fill the heaps directly.
+  products(members, "products and top-k, home lists", false);
+  products(queries, "products and top-k, probe " + std::to_string(probe), bf16);
   queries = ByList();
 
   // 4. The lists where the neighbours' neighbours live: a row's missed neighbours are near its
@@ -407,28 +535,36 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
     }
 #pragma omp parallel for schedule(dynamic, 256) num_threads(nt)
     for (int64_t i = 0; i < n; ++i) {
-      thread_local std::vector<int64_t> votes;
+      // Votes counted in a per-thread array over the lists (zero between rows); the lists the
+      // row has met are marked far below zero so that no vote makes them count.
+      thread_local std::vector<int32_t> votes, touched;
       thread_local std::vector<std::pair<int, int64_t>> tally;  // (votes, list), lists the row has not met
-      votes.clear();
+      constexpr int32_t kMet = std::numeric_limits<int32_t>::min() / 2;
+      if (votes.size() != static_cast<size_t>(nlist)) votes.assign(static_cast<size_t>(nlist), 0);
+      touched.clear();
       tally.clear();
       const int32_t* probed = near.data() + i * probe;
       std::vector<int32_t>& before = met[static_cast<size_t>(i)];  // lists earlier rounds added
-      auto compared = [&](int64_t l) {
-        return std::find(probed, probed + probe, l) != probed + probe || std::find(before.begin(), before.end(), l) != before.end();
-      };
+      for (int p = 0; p < probe; ++p)
+        if (probed[p] >= 0) votes[probed[p]] = kMet;
+      for (int32_t l : before) votes[l] = kMet;
       for (int v = 0; v < voters; ++v) {
         const int64_t j = sorted_ids[i * voters + v];
         if (j < 0) continue;
         for (int c = 0; c < k; ++c)
-          if (const int64_t f = heap_id[j * k + c]; f >= 0) votes.push_back(home(f));
+          if (const int64_t f = heap_id[j * k + c]; f >= 0) {
+            const int64_t l = home(f);
+            if (votes[l] == 0) touched.push_back(static_cast<int32_t>(l));
+            ++votes[l];
+          }
       }
-      std::sort(votes.begin(), votes.end());
-      for (size_t s0 = 0; s0 < votes.size();) {
-        size_t s1 = s0;
-        while (s1 < votes.size() && votes[s1] == votes[s0]) ++s1;
-        if (!compared(votes[s0])) tally.emplace_back(static_cast<int>(s1 - s0), votes[s0]);
-        s0 = s1;
+      for (int32_t l : touched) {
+        if (votes[l] > 0) tally.emplace_back(votes[l], l);
+        votes[l] = 0;
       }
+      for (int p = 0; p < probe; ++p)
+        if (probed[p] >= 0) votes[probed[p]] = 0;
+      for (int32_t l : before) votes[l] = 0;
       const size_t take = std::min<size_t>(static_cast<size_t>(r), tally.size());
       std::partial_sort(tally.begin(), tally.begin() + take, tally.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -443,7 +579,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
     log_info("  blocked: round " + std::to_string(round + 1) + ": " + std::to_string(extra.rows.size()) +
              " extra (row, list) products voted by the neighbours' neighbours (" +
              std::to_string(double(extra.rows.size()) / double(n)).substr(0, 4) + " per row)");
-    products(extra, "neighbours' lists, round " + std::to_string(round + 1));
+    products(extra, "neighbours' lists, round " + std::to_string(round + 1), bf16);
   }
   const double multiplied_pairs = double(row_list_products) * double(n) / double(nlist);
   log_info("  blocked: about " + std::to_string(100.0 * multiplied_pairs / (double(n) * double(n))).substr(0, 5) +

@@ -24,6 +24,7 @@
 #include "facecluster/error.h"
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
+#include "bf16.h"
 #include "blocked.h"
 #include "rows.h"
 
@@ -147,6 +148,24 @@ const char* knn_index_name(KnnIndex i) {
   }
   return "?";
 }
+
+KnnPrecision parse_knn_precision(const std::string& name) {
+  if (name == "auto") return KnnPrecision::Auto;
+  if (name == "fp32") return KnnPrecision::Fp32;
+  if (name == "bf16") return KnnPrecision::Bf16;
+  FC_FAIL("unknown knn precision " << quote_input(name) << "; expected auto, fp32, bf16");
+}
+
+const char* knn_precision_name(KnnPrecision p) {
+  switch (p) {
+    case KnnPrecision::Auto: return "auto";
+    case KnnPrecision::Fp32: return "fp32";
+    case KnnPrecision::Bf16: return "bf16";
+  }
+  return "?";
+}
+
+bool knn_uses_bf16(KnnPrecision p) { return p != KnnPrecision::Fp32 && bf16_products_native(); }
 
 KnnIndex resolve_knn_index(KnnIndex index, int64_t rows, int64_t dim, const std::string& device) {
   if (index != KnnIndex::Auto) return index;

@@ -195,6 +195,7 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   p.knn.hnsw_ef_search = static_cast<int>(efs);
   p.knn.blocked_probe = static_cast<int>(probe);
   p.knn.blocked_refine = static_cast<int>(refine);
+  p.knn.precision = parse_knn_precision(pick(req.knn_precision, std::string(knn_precision_name(knn_defaults.precision))));
   p.threads = plan_threads(pick(req.threads, int64_t(cfg.threads)));
   p.knn.threads = p.threads;
 }
@@ -386,8 +387,9 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
   }
   if (p.knn.index == KnnIndex::Blocked || p.knn.index == KnnIndex::Auto)
     knn += ", lists " + (p.knn.ivf_nlist ? std::to_string(p.knn.ivf_nlist) : std::string("auto")) + ", probe " +
-           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine) +
-           (p.knn.index == KnnIndex::Auto ? ")" : "");
+           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine) + ", products " +
+           (knn_uses_bf16(p.knn.precision) ? "bf16 re-ranked in fp32" : "fp32") +
+           (p.knn.precision == KnnPrecision::Auto ? " (auto)" : "") + (p.knn.index == KnnIndex::Auto ? ")" : "");
   if (p.knn.index == KnnIndex::Hnsw)
     knn += ", M " + std::to_string(p.knn.hnsw_m) + ", ef_construction " + std::to_string(p.knn.hnsw_ef_construction) +
            ", ef_search " + std::to_string(p.knn.hnsw_ef_search);
@@ -427,6 +429,7 @@ const std::vector<Parameter>& run_parameters() {
         {"ef_search", int64_t(ko.hnsw_ef_search), "HNSW search beam (raised to k)"},
         {"probe", int64_t(ko.blocked_probe), "blocked: lists each row is compared with (nearest centroids)"},
         {"refine", int64_t(ko.blocked_refine), "blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)"},
+        {"knn_precision", std::string(knn_precision_name(ko.precision)), "blocked: auto (bf16 products re-ranked in fp32 where the CPU has AVX512-BF16 or AMX-BF16, else fp32), fp32 or bf16"},
         {"model", std::monostate{}, "learned similarity: a model file, or 'default' (the shipped model); None: cosine"},
         {"precision", std::string(precision_name(io.precision)), "model inference: fp32 or bf16"},
         {"batch_size", int64_t(c.test_batch_size), "model inference: anchors per batch"},
@@ -477,6 +480,7 @@ void set_parameter(PlanRequest& r, const std::string& name, const ParamValue& v)
       {"ef_search", [&] { r.ef_search = integer(); }},
       {"probe", [&] { r.probe = integer(); }},
       {"refine", [&] { r.refine = integer(); }},
+      {"knn_precision", [&] { r.knn_precision = text(); }},
       {"model", [&] { r.model = text(); }},
       {"precision", [&] { r.precision = text(); }},
       {"batch_size", [&] { r.batch_size = integer(); }},

@@ -1,5 +1,7 @@
 #include <cstdio>
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <set>
 
 #include "facecluster/error.h"
@@ -139,6 +141,72 @@ TEST(Knn, BlockedProbingEveryListIsExactAndFewerListsTradeRecall) {
   EXPECT_GE(some, 0.85);
   EXPECT_LT(one, some);
   EXPECT_EQ(parse_knn_index("blocked"), KnnIndex::Blocked);
+}
+
+// bf16 products (where the CPU has them) re-rank their candidates in fp32 with a margin that
+// bounds the bf16 error. Rows near-duplicated so that their inner products differ by far less than
+// bf16 resolves near 1 (2^-8): ranked by bf16 alone the k nearest would be scrambled; re-ranked,
+// probing every list must give exact search's graph, as fp32 products do.
+TEST(Knn, Bf16ProductsReRankedInFp32GiveTheExactGraph) {
+  EXPECT_EQ(parse_knn_precision("auto"), KnnPrecision::Auto);
+  EXPECT_EQ(parse_knn_precision("fp32"), KnnPrecision::Fp32);
+  EXPECT_FALSE(knn_uses_bf16(KnnPrecision::Fp32));
+  try {
+    parse_knn_precision("bf32");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown knn precision 'bf32'; expected auto, fp32, bf16"), std::string::npos);
+  }
+  if (!knn_uses_bf16(KnnPrecision::Bf16)) GTEST_SKIP() << "no native bf16 products here (AVX512-BF16 or AMX-BF16, and oneDNN)";
+  Matrix x(3000, 64);
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd;
+  std::vector<float> centre(64);
+  for (int64_t i = 0; i < x.rows; ++i) {
+    if (i % 150 == 0)
+      for (float& v : centre) v = nd(rng);
+    float* r = x.row(i);
+    double norm = 0;
+    for (int64_t j = 0; j < 64; ++j) norm += double(r[j] = centre[j] + 0.1f * nd(rng)) * r[j];
+    for (int64_t j = 0; j < 64; ++j) r[j] = static_cast<float>(r[j] / std::sqrt(norm));
+  }
+  const KnnGraph ref = brute_force_knn(x, 26);  // the 26th: how far the first row left out is
+  KnnOptions o = blocked(20, 20);                // every list: the products cover all pairs
+  int ranked_apart = 0, checked = 0;             // rows whose 25 nearest lie closer together than bf16 resolves
+  for (KnnPrecision p : {KnnPrecision::Bf16, KnnPrecision::Fp32}) {
+    o.precision = p;
+    const KnnGraph g = build_knn(x, o);
+    ASSERT_EQ(g.k, 25);
+    for (int64_t i = 0; i < x.rows; ++i) {
+      ASSERT_EQ(g.nbr_row(i)[0], i);
+      for (int j = 0; j < g.k; ++j) ASSERT_NEAR(g.dist_row(i)[j], ref.dist_row(i)[j], 2e-5) << "row " << i;
+      // the same neighbours, except where the 25th and the 26th are closer than fp32 resolves
+      if (ref.dist_row(i)[25] - ref.dist_row(i)[24] < 2e-5) continue;
+      std::set<int32_t> a(g.nbr_row(i), g.nbr_row(i) + g.k), b(ref.nbr_row(i), ref.nbr_row(i) + g.k);
+      EXPECT_EQ(a, b) << knn_precision_name(p) << ", row " << i;
+      checked += p == KnnPrecision::Bf16;
+      if (p == KnnPrecision::Bf16) ranked_apart += ref.dist_row(i)[25] - ref.dist_row(i)[1] < 1.0 / 256;
+    }
+  }
+  std::printf("bf16 re-ranking: %d rows checked, %d of them with their 26 nearest within 2^-8\n", checked, ranked_apart);
+  EXPECT_GT(checked, x.rows / 3);         // (about 58% of the rows: the others have near-ties at the 25th)
+  EXPECT_GT(ranked_apart, checked * 3 / 4);  // the data does test the re-ranking
+}
+
+// With fewer probes the lists matter: bf16 k-means and assignment (the quantizer) find lists as
+// good as fp32's.
+TEST(Knn, Bf16QuantizerFindsListsAsGoodAsFp32) {
+  if (!knn_uses_bf16(KnnPrecision::Bf16)) GTEST_SKIP() << "no native bf16 products here (AVX512-BF16 or AMX-BF16, and oneDNN)";
+  const Matrix x = data(6000, 48, 8);
+  KnnOptions o = blocked(60, 4);
+  o.blocked_refine = 0;
+  o.precision = KnnPrecision::Fp32;
+  const double fp32 = knn_recall(x, build_knn(x, o), 400);
+  o.precision = KnnPrecision::Bf16;
+  const double bf16 = knn_recall(x, build_knn(x, o), 400);
+  std::printf("blocked, 60 lists, probe 4: recall fp32 %.4f, bf16 %.4f\n", fp32, bf16);
+  EXPECT_GT(bf16, fp32 - 0.01);
+  EXPECT_LT(bf16, 0.99);  // probe 4 of 60 must miss some: the lists decide
 }
 
 // The default index: exact while rows^2 x dim <= 1e13 multiply-adds, blocked above, exact on a

@@ -56,7 +56,8 @@ class FaceClusterer:
                  density=_D["density"], tpdi=_D["tpdi"], ndde_k=_D["ndde_k"], ndde_sigma=_D["ndde_sigma"],
                  tpdi_sigma=_D["tpdi_sigma"], max_conn=_D["max_conn"], nlist=_D["nlist"], nprobe=_D["nprobe"],
                  hnsw_m=_D["hnsw_m"], ef_construction=_D["ef_construction"], ef_search=_D["ef_search"],
-                 probe=_D["probe"], refine=_D["refine"], bins=_D["bins"], threads=_D["threads"]):
+                 probe=_D["probe"], refine=_D["refine"], knn_precision=_D["knn_precision"], bins=_D["bins"],
+                 threads=_D["threads"]):
         for name in self._param_names():
             setattr(self, name, locals()[name])
 
@@ -112,7 +113,7 @@ def cluster(features=None, *, nbrs=None, dists=None, gt=None, **params):
 
 def knn(features, k=_D["k"], index=_D["index"], *, normalize=True, nlist=_D["nlist"], nprobe=_D["nprobe"],
         hnsw_m=_D["hnsw_m"], ef_construction=_D["ef_construction"], ef_search=_D["ef_search"],
-        probe=_D["probe"], refine=_D["refine"], threads=_D["threads"]):
+        probe=_D["probe"], refine=_D["refine"], knn_precision=_D["knn_precision"], threads=_D["threads"]):
     """k nearest neighbours by cosine of each row, the row itself first.
 
     features: (N, D) float32, C-contiguous (read in place when rows are already unit length,
@@ -122,7 +123,7 @@ def knn(features, k=_D["k"], index=_D["index"], *, normalize=True, nlist=_D["nli
     k is clamped to N. Approximate indexes may leave -1 entries at a row's end.
     """
     params = dict(k=k, index=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_construction=ef_construction,
-                  ef_search=ef_search, probe=probe, refine=refine, threads=threads)
+                  ef_search=ef_search, probe=probe, refine=refine, knn_precision=knn_precision, threads=threads)
     return _core.knn(features, bool(normalize), params)
 
 
