@@ -45,7 +45,7 @@ struct KnnOptions {
   KnnIndex index = KnnIndex::Auto;
   int ivf_nlist = 0;           // 0: about 4 sqrt(N), at most N / 39
   int ivf_nprobe = 32;
-  int blocked_probe = 64;      // blocked: lists each row is compared with (lists: ivf_nlist, 0 = ~N / 256)
+  int blocked_probe = 0;       // blocked: lists each row is compared with (0: blocked_probe_for; lists: ivf_nlist, 0 = ~N / 256)
   int blocked_refine = 64;     // blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)
   KnnPrecision precision = KnnPrecision::Auto;  // blocked: bf16 or fp32 products (see KnnPrecision)
   int hnsw_m = 32;
@@ -55,6 +55,13 @@ struct KnnOptions {
   uint64_t seed = 1234;        // IVF training sample
   std::string device = "cpu";  // flat on "cuda:N": exact search as libtorch matrix products on that GPU
 };
+
+// The blocked index's probes when not given (blocked_probe 0): as many as its products afford in
+// the same time, bf16 products costing about half of fp32's. Measured at 584,013 x 256 on 2
+// AVX-512 cores (docs/benchmarks.md): fp32 products, probe 64: recall@80 0.964, kNN ~84 s;
+// bf16, probe 128: 0.974, ~85 s.
+constexpr int kBlockedProbeFp32 = 64, kBlockedProbeBf16 = 128;
+int blocked_probe_for(const KnnOptions& o);
 
 // Builds the graph: each row's k nearest rows by cosine, sorted by distance 1 - ip ascending
 // (flat: equal distances in row-id order, so a split into shards gives the same rows; see

@@ -26,7 +26,9 @@ inline void add_knn_flags(CLI::App* cmd, PlanRequest& r) {
   cmd->add_option("--hnsw-m", r.hnsw_m, "HNSW links per node (default 32)");
   cmd->add_option("--ef-construction", r.ef_construction, "HNSW build beam (default 80)");
   cmd->add_option("--ef-search", r.ef_search, "HNSW search beam, raised to k (default 128)");
-  cmd->add_option("--probe", r.probe, "blocked: lists each row is compared with, its nearest centroids (default 64; lists: --nlist, 0 = ~N / 256)");
+  cmd->add_option("--probe", r.probe,
+                  "blocked: lists each row is compared with, its nearest centroids (default 0: 128 with bf16 products, "
+                  "64 with fp32, about the same time; lists: --nlist, 0 = ~N / 256)");
   cmd->add_option("--knn-precision", r.knn_precision,
                   "blocked: the matrix products' precision: auto (default: bf16, its candidates re-ranked in fp32, where "
                   "the CPU has AVX512-BF16 or AMX-BF16; fp32 elsewhere), fp32 or bf16");

@@ -355,7 +355,7 @@ constexpr int kRefineRounds = 3, kVoters = 16;
 KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   const int64_t n = x.rows, d = x.cols;
   int64_t nlist = blocked_list_count(n, o.ivf_nlist);
-  const int probe = static_cast<int>(std::min<int64_t>(std::max(1, o.blocked_probe), nlist));
+  const int probe = static_cast<int>(std::min<int64_t>(blocked_probe_for(o), nlist));
 
   // 1-2. Coarse lists and each row's `probe` nearest of them.
   const int nt = o.threads > 0 ? o.threads : 1;
@@ -372,12 +372,16 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   // members against themselves), then its other probed lists: a row's heap then starts from the
   // best of its own list, and fewer candidates of later lists enter it (with bf16 products, each
   // one that might enter costs an fp32 product).
-  auto home = [&](int64_t i) { return static_cast<int64_t>(near[i * probe]); };
+  std::vector<int32_t> home_of(static_cast<size_t>(n));  // compact: the refinement reads it at random
+  for (int64_t i = 0; i < n; ++i) home_of[i] = near[i * probe];
+  auto home = [&](int64_t i) { return static_cast<int64_t>(home_of[i]); };
+  StageTimer grouping("blocked: rows grouped by list");
   const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home(i)); });
   ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
     for (int p = 1; p < probe; ++p)
       if (near[i * probe + p] >= 0) emit(near[i * probe + p]);
   });
+  grouping.stop();
   // The refinement (step 4) reads each row's probed lists and home list from `near`.
   const int rounds = o.blocked_refine > 0 && probe < nlist ? kRefineRounds : 0;
   if (rounds == 0) std::vector<int32_t>().swap(near);
@@ -523,6 +527,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   std::vector<int32_t> added_count(rounds > 0 ? static_cast<size_t>(n) : 0);      // of those, the current round's
   const int voters = std::min(kVoters, k);
   for (int round = 0; round < rounds; ++round) {
+    StageTimer voting("blocked: votes of the neighbours' neighbours, round " + std::to_string(round + 1));
     // Each row's found neighbours, best first (a copy: the heaps keep their order for the pass).
     std::vector<int32_t> sorted_ids(static_cast<size_t>(n * voters));
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -576,6 +581,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
       const std::vector<int32_t>& v = met[static_cast<size_t>(i)];
       for (auto it = v.end() - added_count[static_cast<size_t>(i)]; it != v.end(); ++it) emit(*it);
     });
+    voting.stop();
     log_info("  blocked: round " + std::to_string(round + 1) + ": " + std::to_string(extra.rows.size()) +
              " extra (row, list) products voted by the neighbours' neighbours (" +
              std::to_string(double(extra.rows.size()) / double(n)).substr(0, 4) + " per row)");
@@ -584,6 +590,7 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   const double multiplied_pairs = double(row_list_products) * double(n) / double(nlist);
   log_info("  blocked: about " + std::to_string(100.0 * multiplied_pairs / (double(n) * double(n))).substr(0, 5) +
            "% of all pairs multiplied");
+  StageTimer sorting("blocked: rows sorted");
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int64_t i = 0; i < n; ++i) {
     float* hv = heap_val + i * k;

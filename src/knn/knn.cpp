@@ -167,6 +167,11 @@ const char* knn_precision_name(KnnPrecision p) {
 
 bool knn_uses_bf16(KnnPrecision p) { return p != KnnPrecision::Fp32 && bf16_products_native(); }
 
+int blocked_probe_for(const KnnOptions& o) {
+  if (o.blocked_probe > 0) return o.blocked_probe;
+  return knn_uses_bf16(o.precision) ? kBlockedProbeBf16 : kBlockedProbeFp32;
+}
+
 KnnIndex resolve_knn_index(KnnIndex index, int64_t rows, int64_t dim, const std::string& device) {
   if (index != KnnIndex::Auto) return index;
   if (device != "cpu") return KnnIndex::Flat;

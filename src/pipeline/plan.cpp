@@ -180,7 +180,7 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
   const int64_t efc = pick(req.ef_construction, int64_t(knn_defaults.hnsw_ef_construction));
   const int64_t efs = pick(req.ef_search, int64_t(knn_defaults.hnsw_ef_search));
   const int64_t probe = pick(req.probe, int64_t(knn_defaults.blocked_probe));
-  FC_CHECK(probe >= 1 && probe <= 4096, "probe must be in [1, 4096], got " << probe);
+  FC_CHECK(probe >= 0 && probe <= 4096, "probe must be in [0, 4096] (0: by the products' precision), got " << probe);
   const int64_t refine = pick(req.refine, int64_t(knn_defaults.blocked_refine));
   FC_CHECK(refine >= 0 && refine <= 4096, "refine must be in [0, 4096] (0: off), got " << refine);
   FC_CHECK(nlist >= 0 && nlist <= (int64_t{1} << 30), "nlist must be >= 0 (0: about 4 sqrt(N)), got " << nlist);
@@ -387,7 +387,7 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
   }
   if (p.knn.index == KnnIndex::Blocked || p.knn.index == KnnIndex::Auto)
     knn += ", lists " + (p.knn.ivf_nlist ? std::to_string(p.knn.ivf_nlist) : std::string("auto")) + ", probe " +
-           std::to_string(p.knn.blocked_probe) + ", refine " + std::to_string(p.knn.blocked_refine) + ", products " +
+           std::to_string(blocked_probe_for(p.knn)) + (p.knn.blocked_probe ? "" : " (by the products)") + ", refine " + std::to_string(p.knn.blocked_refine) + ", products " +
            (knn_uses_bf16(p.knn.precision) ? "bf16 re-ranked in fp32" : "fp32") +
            (p.knn.precision == KnnPrecision::Auto ? " (auto)" : "") + (p.knn.index == KnnIndex::Auto ? ")" : "");
   if (p.knn.index == KnnIndex::Hnsw)
@@ -427,7 +427,7 @@ const std::vector<Parameter>& run_parameters() {
         {"hnsw_m", int64_t(ko.hnsw_m), "HNSW links per node"},
         {"ef_construction", int64_t(ko.hnsw_ef_construction), "HNSW build beam"},
         {"ef_search", int64_t(ko.hnsw_ef_search), "HNSW search beam (raised to k)"},
-        {"probe", int64_t(ko.blocked_probe), "blocked: lists each row is compared with (nearest centroids)"},
+        {"probe", int64_t(ko.blocked_probe), "blocked: lists each row is compared with, nearest centroids (0: 128 with bf16 products, 64 with fp32)"},
         {"refine", int64_t(ko.blocked_refine), "blocked: at most this many extra lists per row and round, voted by its neighbours' neighbours (0: off)"},
         {"knn_precision", std::string(knn_precision_name(ko.precision)), "blocked: auto (bf16 products re-ranked in fp32 where the CPU has AVX512-BF16 or AMX-BF16, else fp32), fp32 or bf16"},
         {"model", std::monostate{}, "learned similarity: a model file, or 'default' (the shipped model); None: cosine"},

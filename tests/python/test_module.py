@@ -161,7 +161,7 @@ def test_python_defaults_are_the_cpp_plans():
     synth_sig = inspect.signature(facecluster.synth).parameters
     assert {k: synth_sig[k].default for k in facecluster._core.synth_defaults()} == facecluster._core.synth_defaults()
     knn_sig = inspect.signature(facecluster.knn).parameters
-    for name in ("k", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "probe", "refine", "threads"):
+    for name in ("k", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "probe", "refine", "knn_precision", "threads"):
         assert knn_sig[name].default == _cpp_defaults()[name], name
 
 

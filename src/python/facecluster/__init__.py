@@ -118,7 +118,8 @@ def knn(features, k=_D["k"], index=_D["index"], *, normalize=True, nlist=_D["nli
 
     features: (N, D) float32, C-contiguous (read in place when rows are already unit length,
     else a normalised copy is made). index: "auto" (exact up to rows^2 x dim = 1e13, blocked
-    above), "flat" (exact), "ivf", "hnsw" or "blocked".
+    above), "flat" (exact), "ivf", "hnsw" or "blocked". knn_precision (blocked): "auto" (bf16
+    products re-ranked in fp32 where the CPU has AVX512-BF16 or AMX-BF16, else fp32), "fp32", "bf16".
     Returns (nbrs int32 (N, k), dists float32 (N, k)) with dists = 1 - cosine, ascending;
     k is clamped to N. Approximate indexes may leave -1 entries at a row's end.
     """
