@@ -58,6 +58,7 @@ void BM_Inference(benchmark::State& state) {
   }
   ModelSpec s;
   model::TorchThreads threads(2);
+  model::reuse_freed_memory();  // as the product's batch loops do
   model::PairNet net(s);
   net->eval();
   auto x = random_input(batch, s);
@@ -89,6 +90,7 @@ void BM_TrainStep(benchmark::State& state) {
   const int64_t batch = state.range(0);
   ModelSpec s;
   model::TorchThreads threads(2);
+  model::reuse_freed_memory();  // as the product's batch loops do
   model::PairNet net(s);
   net->train();
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-4).weight_decay(5e-4));

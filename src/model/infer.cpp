@@ -26,6 +26,7 @@ template <typename Fn>
 void for_each_batch(const PairModel& model, const Matrix& x, const KnnGraph& g, int64_t n, const Labels* labels,
                     const InferenceOptions& o, const std::string& what, Fn&& fn) {
   model::TorchThreads threads(o.threads);
+  model::reuse_freed_memory();
   torch::NoGradGuard no_grad;
   auto& net = model.impl()->net;
   const bool was_training = net->is_training();

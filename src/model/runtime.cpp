@@ -1,6 +1,9 @@
 #include "runtime.h"
 
 #include <omp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <torch/version.h>
 
 #include "facecluster/error.h"
@@ -34,6 +37,18 @@ bool cuda_available() { return torch::cuda::is_available(); }
 namespace model {
 
 torch::Device torch_device(const std::string& name) { return torch::Device(resolve_device(name)); }
+
+void reuse_freed_memory() {
+#ifdef __GLIBC__
+  static const bool set = [] {
+    const bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHeapBlockMax)) == 1 &&
+                    mallopt(M_TRIM_THRESHOLD, static_cast<int>(2 * kHeapBlockMax)) == 1;
+    if (!ok) log_warn("could not raise the allocator's mmap threshold; inference runs slower");
+    return ok;
+  }();
+  (void)set;
+#endif
+}
 
 TorchThreads::TorchThreads(int threads) : previous_(torch::get_num_threads()) {
   torch::set_num_threads(threads > 0 ? threads : omp_get_max_threads());

@@ -69,6 +69,7 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   check_training_config(cfg);
   fs::create_directories(cfg.work_dir);
   model::TorchThreads threads(cfg.threads);
+  model::reuse_freed_memory();
 
   PairModel pm = PairModel::create(spec, static_cast<uint64_t>(cfg.seed));  // seeds torch, then initialises
   int start = std::max(0, cfg.start_epoch);
