@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <cblas.h>
 #include <omp.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -50,10 +51,15 @@ void reuse_freed_memory() {
 #endif
 }
 
-TorchThreads::TorchThreads(int threads) : previous_(torch::get_num_threads()) {
-  torch::set_num_threads(threads > 0 ? threads : omp_get_max_threads());
+TorchThreads::TorchThreads(int threads) : previous_(torch::get_num_threads()), previous_blas_(openblas_get_num_threads()) {
+  const int n = threads > 0 ? threads : omp_get_max_threads();
+  torch::set_num_threads(n);
+  openblas_set_num_threads(n);
 }
-TorchThreads::~TorchThreads() { torch::set_num_threads(previous_); }
+TorchThreads::~TorchThreads() {
+  torch::set_num_threads(previous_);
+  openblas_set_num_threads(previous_blas_);
+}
 
 bool bf16_is_fast() {
   return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
