@@ -2,8 +2,9 @@
 // Sizes from FC_BENCH_KNN_SIZES (default "100000"); e.g. FC_BENCH_KNN_SIZES=100000,584013.
 // Ratio to the baseline of the same run: time_vs_flat = build time / exact (flat) build time at
 // the same size (flat runs first; set FC_BENCH_FLAT_SECONDS to reuse a measured value). The
-// blocked index runs twice, with fp32 products and with bf16 products re-ranked in fp32 (where the
-// CPU has AVX512-BF16 or AMX-BF16); time_vs_fp32 = bf16 build time / fp32 build time.
+// blocked index runs with fp32 products and with bf16 products re-ranked in fp32 (where the CPU has
+// AVX512-BF16 or AMX-BF16), both at probe 64: time_vs_fp32 = bf16 build time / fp32 build time;
+// then with its defaults (blocked/auto: probes by the products).
 #include <benchmark/benchmark.h>
 
 #include "cpu_features.h"
@@ -52,6 +53,8 @@ void BM_Knn(benchmark::State& state, std::string index, std::string precision, i
     }
     return;
   }
+  // fp32 vs bf16 at the same probes (the default probes differ by precision); "auto": the defaults.
+  if (o.index == KnnIndex::Blocked && o.precision != KnnPrecision::Auto) o.blocked_probe = kBlockedProbeFp32;
   const Matrix& x = faces(n);
   double seconds = 0;
   KnnGraph g;
@@ -78,7 +81,7 @@ int register_all() {
   const bool skip_flat = std::getenv("FC_BENCH_FLAT_SECONDS") != nullptr;
   while (std::getline(ss, item, ',')) {
     const int64_t n = std::atoll(item.c_str());
-    for (const char* c : {"flat", "ivf", "hnsw", "blocked/fp32", "blocked/bf16"}) {
+    for (const char* c : {"flat", "ivf", "hnsw", "blocked/fp32", "blocked/bf16", "blocked/auto"}) {
       const std::string name = c, index = name.substr(0, name.find('/'));
       const std::string precision = name.find('/') == std::string::npos ? "fp32" : name.substr(name.find('/') + 1);
       if (skip_flat && index == "flat") continue;
