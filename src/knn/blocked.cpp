@@ -374,9 +374,8 @@ KnnGraph build_knn_blocked(const Matrix& x, const KnnOptions& o, int k) {
   // one that might enter costs an fp32 product).
   std::vector<int32_t> home_of(static_cast<size_t>(n));  // compact: the refinement reads it at random
   for (int64_t i = 0; i < n; ++i) home_of[i] = near[i * probe];
-  auto home = [&](int64_t i) { return static_cast<int64_t>(home_of[i]); };
   StageTimer grouping("blocked: rows grouped by list");
-  const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home(i)); });
+  const ByList members = group_by_list(n, nlist, [&](int64_t i, auto emit) { emit(home_of[i]); });
   ByList queries = group_by_list(n, nlist, [&](int64_t i, auto emit) {
     for (int p = 1; p < probe; ++p)
       if (near[i * probe + p] >= 0) emit(near[i * probe + p]);
