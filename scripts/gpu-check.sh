@@ -4,7 +4,8 @@
 #      .debs/ where the machine reaches no package registry (see ../shared/gpu/fetch-debs.sh);
 #   2. exact kNN of 584,013 x 256 synthetic faces on the GPU (recall against brute force);
 #   3. one training epoch on 576,000 synthetic anchors on the GPU;
-#   4. inference of the 584,013 anchors on the GPU, fp32 and bf16;
+#   4. training throughput with bf16 autocast (stopped after FC_GPU_BF16_SECONDS, 40);
+#      inference of the 584,013 anchors on the GPU, fp32 and bf16;
 #   5. a 20K split clustered with the model on the CPU and on the GPU: labels compared (ARI).
 # Everything is printed with the card and the versions. Knobs for a dry run elsewhere:
 #   FC_GPU_DEVICE (cuda), FC_GPU_N (584013), FC_GPU_TRAIN_N (576000), FC_GPU_SPLIT_N (20000),
@@ -23,7 +24,8 @@ timed() {  # name command...: runs, keeps its log, prints its stage lines and wa
   shift
   local t0=$(date +%s.%N)
   "$@" >"$out/$name.out" 2>"$out/$name.log" || { echo "FAILED: $name"; tail -20 "$out/$name.log"; exit 1; }
-  grep -hE '^\[stage\]|recall@|^(pairwise|bcubed) ' "$out/$name.log" "$out/$name.out" | sed 's/^/  /' || true
+  grep -hE '^\[stage\]|recall@|^(pairwise|bcubed) |^training |anchors/s|^epoch .* done' "$out/$name.log" "$out/$name.out" |
+    sed 's/^/  /' || true
   echo "  $name: $(echo "$(date +%s.%N) - $t0" | bc) s wall"
 }
 
@@ -67,6 +69,14 @@ timed train "$fc" train -c "$root/configs/train_synthetic.yaml" --device "$devic
   --set dataset_args.knn_path="$out/train_knn.npz" --set test_dataset_args.feature_path= \
   --set test_dataset_args.label_path= --set work_dir="$out/work" --set epochs=1
 model=$(ls "$out"/work/*.ckpt | tail -1)
+
+step "training throughput with bf16 autocast on $device (stopped after ${FC_GPU_BF16_SECONDS:-40} s)"
+rm -rf "$out/work_bf16"
+timeout -s INT "${FC_GPU_BF16_SECONDS:-40}" "$fc" train -c "$root/configs/train_synthetic.yaml" --device "$device" \
+  --precision bf16 --set dataset_args.feature_path="$out/train.bin" --set dataset_args.label_path="$out/train.meta" \
+  --set dataset_args.knn_path="$out/train_knn.npz" --set test_dataset_args.feature_path= \
+  --set test_dataset_args.label_path= --set work_dir="$out/work_bf16" --set epochs=1 >"$out/train_bf16.log" 2>&1 || true
+grep -E '^training |anchors/s' "$out/train_bf16.log" | sed 's/^/  /' || true
 
 step "inference of $n anchors on $device (fp32, bf16), then the graph stage on the CPU"
 for p in fp32 bf16; do

@@ -81,6 +81,9 @@ struct Config {
   // matrix per batch). Cosines are unchanged, so the model must learn how neighbours relate
   // rather than where each training identity sits; see docs/model.md.
   bool augment_rotation = false;
+  // facecluster extension: the training forward pass in fp32 or bf16 autocast (CUDA; CPUs with
+  // AVX-512); the backward pass and Adam stay in fp32.
+  std::string precision = "fp32";
 };
 
 // Loads a YAML file; throws Error naming the file and the key on unknown keys, wrong types or

@@ -115,6 +115,7 @@ const std::map<std::string, Field>& fields() {
         FIELD("threads", Int, threads),
         FIELD("device", String, device),
         FIELD("augment_rotation", Bool, augment_rotation),
+        FIELD("precision", String, precision),
     };
     add_dataset_fields(t, "dataset_args", &Config::dataset_args);
     add_dataset_fields(t, "test_dataset_args", &Config::test_dataset_args);

@@ -65,43 +65,46 @@ bool bf16_is_fast() {
   return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+namespace {
+
+// libtorch 2.4 moved autocast to per-device calls and deprecated the CPU- and GPU-named ones.
+void set_bf16_autocast(bool cuda, bool on) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  const auto type = cuda ? at::kCUDA : at::kCPU;
+  if (on) at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type, on);
+#else
+  if (cuda) {
+    if (on) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(on);
+  } else {
+    if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(on);
+  }
+#endif
+}
+
+}  // namespace
+
 AutocastScope::AutocastScope(Precision precision, torch::Device device) {
   if (precision != Precision::Bf16) return;
-  if (device.is_cuda()) {  // every CUDA GPU libtorch supports runs bf16 autocast
-    on_ = cuda_ = true;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);  // the per-device calls of 2.4+
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-#else
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-#endif
-    return;
-  }
-  // libtorch's bf16 matrix products go through oneDNN only on AVX-512 CPUs; elsewhere its
-  // fallback is ~30x slower than fp32 (measured on an AVX2 EPYC), so fp32 it is.
-  if (!bf16_is_fast()) {
+  // Every CUDA GPU libtorch supports runs bf16 autocast. On the CPU, libtorch's bf16 matrix
+  // products go through oneDNN only with AVX-512; elsewhere its fallback is ~30x slower than
+  // fp32 (measured on an AVX2 EPYC), so fp32 it is.
+  if (!device.is_cuda() && !bf16_is_fast()) {
     static bool warned = false;
     if (!warned) log_warn("bf16 needs AVX-512 (bw, vl, dq) for fast matrix products; this CPU lacks it, using fp32");
     warned = true;
     return;
   }
   on_ = true;
-  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  at::autocast::set_cpu_enabled(true);
+  cuda_ = device.is_cuda();
+  set_bf16_autocast(cuda_, true);
 }
 
 AutocastScope::~AutocastScope() {
   if (!on_) return;
-  if (cuda_) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
-  } else {
-    at::autocast::set_cpu_enabled(false);
-  }
+  set_bf16_autocast(cuda_, false);
   at::autocast::clear_cache();
 }
 

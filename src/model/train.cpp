@@ -60,6 +60,8 @@ void check_training_config(const Config& cfg) {
   FC_CHECK(cfg.save_interval >= 1 && cfg.inference_interval >= 1 && cfg.print_interval >= 1,
            cfg.source << ": save_interval, inference_interval and print_interval must be >= 1");
   FC_CHECK(!cfg.work_dir.empty(), cfg.source << ": work_dir is required for training");
+  FC_CHECK(cfg.precision == "fp32" || cfg.precision == "bf16",
+           cfg.source << ": precision must be fp32 or bf16, got " << quote_input(cfg.precision));
 }
 
 std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,
@@ -102,15 +104,18 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   const int64_t n = train.x->rows;
   const int64_t batch = std::min<int64_t>(cfg.batch_size, n);
   const int64_t iters = n / batch;  // drop last
+  const Precision precision = parse_precision(cfg.precision);
   log_info("training " + spec.describe() + ", " + std::to_string(pm.parameter_count()) + " parameters, " +
            std::to_string(n) + " anchors, batch " + std::to_string(batch) + ", " + std::to_string(iters) +
-           " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : "") + ", on " + dev.str());
+           " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : "") + ", " +
+           precision_name(precision) + ", on " + dev.str());
   std::vector<EpochLog> logs;
   std::vector<int64_t> order(static_cast<size_t>(n));
   InferenceOptions vo;
   vo.batch_size = cfg.test_batch_size;
   vo.threads = cfg.threads;
   vo.device = cfg.device;
+  vo.precision = precision;
   for (int epoch = start; epoch < cfg.epochs; ++epoch) {
     net->train();
     // The order depends only on (seed, epoch), so a resumed run shuffles as the uninterrupted one.
@@ -127,8 +132,12 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
         auto q = std::get<0>(torch::linalg_qr(torch::randn({spec.in_dim, spec.in_dim}))).to(dev);
         b.x = torch::matmul(b.x, q);
       }
-      auto logits = net->forward(b.x, b.pad);
-      auto loss = model::pair_loss(logits, b);
+      torch::Tensor logits, loss;
+      {
+        model::AutocastScope autocast(precision, dev);
+        logits = net->forward(b.x, b.pad);
+        loss = model::pair_loss(logits, b);
+      }
       opt.zero_grad();
       loss.backward();
       if (cfg.clip_max_norm > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), cfg.clip_max_norm);

@@ -76,7 +76,7 @@ bool key_has_effect(const std::string& key, Job job, const std::string& split, b
   // An eval config is the training config (as in the release): its training keys serve `train`.
   static const std::set<std::string> train_keys = {"epochs", "start_epoch", "reload", "learning_rate", "weight_decay",
                                                    "clip_max_norm", "batch_size", "seed", "save_interval",
-                                                   "print_interval", "inference_interval", "augment_rotation",
+                                                   "print_interval", "inference_interval", "augment_rotation", "precision",
                                                    "loss_list", "lambdas.pair", "train_knn_path"};
   if (job == Job::Eval && (block == "dataset_args" || train_keys.count(key))) return true;
   if (job == Job::Train) {

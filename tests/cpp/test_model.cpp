@@ -413,3 +413,33 @@ TEST(Model, RotationAugmentedTrainingIsReproducible) {
   Config plain = tiny_config(dir.file("c"), 2);
   EXPECT_NE(train_model(plain, tiny_spec(), tr, nullptr).back().train.loss, la.back().train.loss);
 }
+
+TEST(Model, Bf16AutocastTrainingFollowsFp32AndIsRefusedUnderOtherNames) {
+  set_log_level(0);
+  fctest::TempDir dir;
+  Toy t = make_toy(160, 8, 6, 23);
+  for (int64_t i = 0; i < t.g.n; ++i)
+    for (int j = 3; j < 6; ++j) t.g.nbr_row(i)[j] = static_cast<int32_t>((i + 2 * j + 1) % t.g.n);
+  TrainSplit tr{&t.x, &t.g, &t.labels};
+  Config f = tiny_config(dir.file("f"), 4), b = tiny_config(dir.file("b"), 4);
+  b.precision = "bf16";
+  const auto lf = train_model(f, tiny_spec(), tr, nullptr);
+  const auto lb = train_model(b, tiny_spec(), tr, nullptr);
+  // The scope ends with the forward pass: nothing after training runs under autocast.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
+#else
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+#endif
+  if (model::bf16_is_fast()) {
+    // bf16 products round to ~3 digits: the same descent, not the same numbers.
+    EXPECT_NE(lf.back().train.loss, lb.back().train.loss);
+    EXPECT_NEAR(lf.back().train.loss, lb.back().train.loss, 0.05 * lf.front().train.loss);
+    EXPECT_LT(lb.back().train.loss, 0.9 * lb.front().train.loss);
+  } else {
+    EXPECT_EQ(lf.back().train.loss, lb.back().train.loss);  // fp32 with a warning on such CPUs
+  }
+  Config wrong = tiny_config(dir.file("w"), 1);
+  wrong.precision = "fp16";
+  EXPECT_THROW(train_model(wrong, tiny_spec(), tr, nullptr), Error);
+}
