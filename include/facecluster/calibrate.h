@@ -85,6 +85,9 @@ struct SimilarityRange {  // of the non-self kNN entries
 };
 // Rows are sampled when their global id is a multiple of this (about 2M pairs in all).
 int64_t calibration_row_stride(int64_t n, int k);
+// The sampled rows among global rows first_row..first_row + count - 1 of n, as offsets from
+// first_row, ascending: the rows whose pairs sample_pairs takes.
+std::vector<int64_t> calibration_sampled_rows(int64_t first_row, int64_t count, int64_t n, int k);
 // `rows` holds global rows first_row..first_row + rows.n - 1 of a graph of n rows;
 // nbrs_of(j) gives the list of any global row j those rows name.
 using NeighbourLookup = std::function<const int32_t*(int32_t)>;

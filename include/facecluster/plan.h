@@ -60,6 +60,7 @@ struct PlanRequest {
   std::optional<std::vector<double>> taus;
 
   std::optional<int64_t> bins, threads;
+  std::optional<int64_t> halo_mib;  // under mpirun: memory for the rows other processes hold
 };
 
 struct RunPlan {
@@ -84,6 +85,9 @@ struct RunPlan {
   std::vector<double> taus;   // otherwise the values to link with (scored when labels exist)
   SelectBy select_by = SelectBy::Pairwise;
   int bins = 5;
+  // Under mpirun: the neighbour rows other processes hold are fetched in blocks of own rows
+  // sized so that one block's halo stays within this many MiB (all at once when they fit).
+  int64_t halo_mib = 2048;
   int threads = 1;            // resolved: never 0
   std::string out_dir;        // "" = nothing written
   bool create_out_parents = false;  // work_dir/results: its folders are made as needed

@@ -194,12 +194,17 @@ class RowSet {
 
 int64_t calibration_row_stride(int64_t n, int k) { return std::max<int64_t>(1, n * k / 2000000); }
 
-PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, const NeighbourLookup& nbrs_of) {
-  const int64_t row_stride = calibration_row_stride(n, rows.k);
-  const int k = rows.k;
-  std::vector<int64_t> sampled;  // local rows whose global id is a multiple of the stride
-  for (int64_t i = (first_row + row_stride - 1) / row_stride * row_stride; i < first_row + rows.n; i += row_stride)
+std::vector<int64_t> calibration_sampled_rows(int64_t first_row, int64_t count, int64_t n, int k) {
+  const int64_t row_stride = calibration_row_stride(n, k);
+  std::vector<int64_t> sampled;
+  for (int64_t i = (first_row + row_stride - 1) / row_stride * row_stride; i < first_row + count; i += row_stride)
     sampled.push_back(i - first_row);
+  return sampled;
+}
+
+PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, const NeighbourLookup& nbrs_of) {
+  const int k = rows.k;
+  const std::vector<int64_t> sampled = calibration_sampled_rows(first_row, rows.n, n, k);
   std::vector<std::vector<float>> sims(sampled.size()), overlaps(sampled.size());
   std::vector<std::vector<int32_t>> others(sampled.size());
 #pragma omp parallel if (sampled.size() > 2000)

@@ -48,4 +48,10 @@ float Comm::all_reduce(float v, MPI_Op op) {
   return out;
 }
 
+int64_t Comm::all_reduce(int64_t v, MPI_Op op) {
+  int64_t out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, op, handle());
+  return out;
+}
+
 }  // namespace facecluster::mpi

@@ -64,6 +64,7 @@ class Comm {
 
   // v combined over every process by op (MPI_MIN, MPI_MAX, ...).
   float all_reduce(float v, MPI_Op op);
+  int64_t all_reduce(int64_t v, MPI_Op op);
 
  private:
   void agree(const std::exception_ptr& err);

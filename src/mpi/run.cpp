@@ -87,26 +87,97 @@ std::vector<T> answer_asked(Comm& c, const std::vector<std::vector<int64_t>>& as
   return joined;
 }
 
-// The halo: rows other processes hold that this one's rows name. asked[r]: the ids process r
-// asked of this one (so the second round of answers needs no second round of questions).
-struct Halo {
-  HaloRows rows;
-  std::vector<std::vector<int64_t>> asked;
-};
+bool held_here(int64_t j, int64_t lo, int64_t n_own) { return j >= lo && j < lo + n_own; }
 
-// What this process's rows name elsewhere, with their neighbour lists.
-Halo fetch_halo_lists(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo) {
-  Halo h;
-  h.rows.ids = halo_ids(g, lo);
-  h.asked = ask_holders(c, part, h.rows.ids);
-  h.rows.nbrs = answer_asked<int32_t>(c, h.asked, lo, g.k, [&](int64_t i) { return g.nbr_row(i); });
-  return h;
+// The neighbour lists of the rows that this process's calibration sample names elsewhere
+// (ids ascending), so that every sampled pair's list overlap can be counted.
+struct SampleLists {
+  std::vector<int64_t> ids;
+  std::vector<int32_t> nbrs;
+};
+SampleLists fetch_sample_lists(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo, int64_t n) {
+  SampleLists s;
+  for (int64_t i : calibration_sampled_rows(lo, g.n, n, g.k))
+    for (int j = 0; j < g.k; ++j) {
+      const int32_t t = g.nbr_row(i)[j];
+      if (t >= 0 && !held_here(t, lo, g.n)) s.ids.push_back(t);
+    }
+  std::sort(s.ids.begin(), s.ids.end());
+  s.ids.erase(std::unique(s.ids.begin(), s.ids.end()), s.ids.end());
+  s.nbrs = answer_asked<int32_t>(c, ask_holders(c, part, s.ids), lo, g.k, [&](int64_t i) { return g.nbr_row(i); });
+  return s;
 }
 
-// The halo rows' sqrt(q) (when linking by TPDi, as on every process) and density, from their holders.
-void fetch_halo_values(Comm& c, Halo& h, int64_t lo, int k, const std::vector<float>& sq, const std::vector<double>& rho) {
-  if (!sq.empty()) h.rows.sq = answer_asked<float>(c, h.asked, lo, k, [&](int64_t i) { return sq.data() + i * k; });
-  h.rows.density = answer_asked<double>(c, h.asked, lo, 1, [&](int64_t i) { return rho.data() + i; });
+// Parents of this process's rows, linked in blocks of rows: each block's halo (the rows its
+// lists name, with their lists, sqrt(q) and density) is assembled from this process's rows and
+// from their holders, used and dropped. One block when every row named fits `budget_bytes`;
+// else blocks of rows whose k names each fit it. Every process takes part in as many rounds as
+// the process with the most blocks (it answers the others' questions in each).
+struct BlockedLinks {
+  Links links;
+  int64_t fetched_rows = 0, blocks = 0, most_held = 0;  // most_held: the largest block's halo rows
+};
+BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo, const std::vector<float>& sq,
+                            const std::vector<double>& rho, const GraphParams& params, int64_t budget_bytes) {
+  const int64_t n_own = g.n, k = g.k;
+  const bool tpdi = !sq.empty();
+  // A halo row: its list, sqrt(q), density and id, held twice (as fetched, then in the part).
+  const int64_t row_bytes = 2 * (k * (tpdi ? 8 : 4) + 24);
+  int64_t named = 0;
+  {
+    std::vector<bool> seen(static_cast<size_t>(part.n));
+    for (int32_t j : g.nbrs)
+      if (j >= 0 && !held_here(j, lo, n_own) && !seen[static_cast<size_t>(j)]) {
+        seen[static_cast<size_t>(j)] = true;
+        ++named;
+      }
+  }
+  const int64_t block = named * row_bytes <= budget_bytes ? std::max<int64_t>(n_own, 1)
+                                                          : std::max<int64_t>(256, budget_bytes / (k * row_bytes));
+  BlockedLinks out;
+  out.blocks = c.all_reduce((n_own + block - 1) / block, MPI_MAX);
+  out.links.max_conn = params.max_conn;
+  Progress prog("link blocks", out.blocks);
+  for (int64_t b = 0; b < out.blocks; ++b) {
+    const int64_t s = std::min(n_own, b * block), e = std::min(n_own, s + block), nb = e - s;
+    KnnGraph gb(nb, g.k);
+    std::copy(g.nbr_row(s), g.nbr_row(s) + nb * k, gb.nbrs.begin());
+    std::copy(g.dist_row(s), g.dist_row(s) + nb * k, gb.dists.begin());
+    HaloRows h;
+    h.ids = halo_ids(gb, lo + s);
+    std::vector<int64_t> foreign;
+    for (int64_t j : h.ids)
+      if (!held_here(j, lo, n_own)) foreign.push_back(j);
+    const auto asked = ask_holders(c, part, foreign);
+    const auto f_nbrs = answer_asked<int32_t>(c, asked, lo, k, [&](int64_t i) { return g.nbr_row(i); });
+    const auto f_sq = tpdi ? answer_asked<float>(c, asked, lo, k, [&](int64_t i) { return sq.data() + i * k; })
+                           : std::vector<float>();
+    const auto f_rho = answer_asked<double>(c, asked, lo, 1, [&](int64_t i) { return rho.data() + i; });
+    out.fetched_rows += static_cast<int64_t>(foreign.size());
+    out.most_held = std::max(out.most_held, static_cast<int64_t>(h.ids.size()));
+    if (c.rank() == 0) prog.update(b + 1);
+    c.step([&] {
+      if (nb == 0) return;
+      size_t f = 0;  // the next fetched row: fetched rows come in id order, as h.ids lists them
+      for (int64_t j : h.ids) {
+        const bool here = held_here(j, lo, n_own);
+        const int32_t* list = here ? g.nbr_row(j - lo) : f_nbrs.data() + f * k;
+        h.nbrs.insert(h.nbrs.end(), list, list + k);
+        if (tpdi) {
+          const float* q = here ? sq.data() + (j - lo) * k : f_sq.data() + f * k;
+          h.sq.insert(h.sq.end(), q, q + k);
+        }
+        h.density.push_back(here ? rho[static_cast<size_t>(j - lo)] : f_rho[f]);
+        if (!here) ++f;
+      }
+      const std::vector<float> sq_block = tpdi ? std::vector<float>(sq.begin() + s * k, sq.begin() + e * k) : std::vector<float>();
+      const std::vector<double> rho_block(rho.begin() + s, rho.begin() + e);
+      const Links lb = select_parents_part(make_graph_part(gb, lo + s, sq_block, rho_block, h), params);
+      out.links.parent.insert(out.links.parent.end(), lb.parent.begin(), lb.parent.end());
+      out.links.dist.insert(out.links.dist.end(), lb.dist.begin(), lb.dist.end());
+    });
+  }
+  return out;
 }
 
 // The learned similarity over this process's rows: the features of the rows they name that
@@ -140,9 +211,10 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
 }
 
 // Every process's peak memory and bytes sent per stage, logged by process 0.
-void log_scale(Comm& c, int64_t own_rows, int64_t halo_rows) {
+void log_scale(Comm& c, int64_t own_rows, const BlockedLinks& linked) {
   static const char* stages[] = {"knn", "model", "halo", "calibrate", "density", "gather"};
-  std::vector<double> mine{peak_memory_mib(), double(own_rows), double(halo_rows)};
+  std::vector<double> mine{peak_memory_mib(), double(own_rows), double(linked.fetched_rows), double(linked.blocks),
+                           double(linked.most_held)};
   for (const char* s : stages) {
     const auto it = c.sent().find(s);
     mine.push_back(it == c.sent().end() ? 0.0 : double(it->second));
@@ -153,12 +225,13 @@ void log_scale(Comm& c, int64_t own_rows, int64_t halo_rows) {
   const size_t w = mine.size();
   for (int r = 0; r < c.size(); ++r) {
     char head[160];
-    std::snprintf(head, sizeof head, "[mpi] process %d: peak %.0f MiB, %.0f rows, halo %.0f rows; sent", r, all[r * w],
-                  all[r * w + 1], all[r * w + 2]);
+    std::snprintf(head, sizeof head,
+                  "[mpi] process %d: peak %.0f MiB, %.0f rows, halo %.0f rows fetched in %.0f block(s), at most %.0f held; sent",
+                  r, all[r * w], all[r * w + 1], all[r * w + 2], all[r * w + 3], all[r * w + 4]);
     std::string line = head;
     for (size_t s = 0; s < std::size(stages); ++s) {
       char buf[64];
-      std::snprintf(buf, sizeof buf, " %s %.1f MiB", stages[s], all[r * w + 3 + s] / (1024.0 * 1024.0));
+      std::snprintf(buf, sizeof buf, " %s %.1f MiB", stages[s], all[r * w + 5 + s] / (1024.0 * 1024.0));
       line += buf;
     }
     log_info(line);
@@ -229,13 +302,6 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
   }
   x = Matrix();
 
-  c.stage = "halo";
-  Halo halo;
-  {
-    StageTimer t("halo: neighbour lists of the rows other processes hold");
-    halo = fetch_halo_lists(c, part, g, lo);
-  }
-
   Calibration cal;
   GraphParams params = plan.graph;
   std::vector<std::string> notes;
@@ -245,13 +311,14 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     SimilarityRange range = similarity_range(g, lo);
     range.lo = c.all_reduce(range.lo, MPI_MIN);
     range.hi = c.all_reduce(range.hi, MPI_MAX);
+    const SampleLists lists = fetch_sample_lists(c, part, g, lo, n);
     PairSample mine;
     c.step([&] {
       mine = sample_pairs(g, lo, n, [&](int32_t j) -> const int32_t* {
-        if (j >= lo && j < lo + n_own) return g.nbr_row(j - lo);
-        const auto it = std::lower_bound(halo.rows.ids.begin(), halo.rows.ids.end(), int64_t{j});
-        FC_CHECK(it != halo.rows.ids.end() && *it == j, "internal: row " << j << " is not in the halo");
-        return halo.rows.nbrs.data() + (it - halo.rows.ids.begin()) * g.k;
+        if (held_here(j, lo, n_own)) return g.nbr_row(j - lo);
+        const auto it = std::lower_bound(lists.ids.begin(), lists.ids.end(), int64_t{j});
+        FC_CHECK(it != lists.ids.end() && *it == j, "internal: row " << j << " is not among the sample's lists");
+        return lists.nbrs.data() + (it - lists.ids.begin()) * g.k;
       });
     });
     PairSample all;
@@ -291,20 +358,17 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     c.step([&] { rho = density_from_in_edges(std::move(in), lo, n_own); });
   }
 
-  Links links;
+  BlockedLinks linked;
   {
     c.stage = "halo";
-    StageTimer t(params.use_tpdi ? "TPDi + parents (with the halo's rows)" : "parents (with the halo's rows)");
+    StageTimer t(params.use_tpdi ? "TPDi + parents (halo rows fetched in blocks)" : "parents (halo rows fetched in blocks)");
     std::vector<float> sq;
     c.step([&] {
       if (params.use_tpdi) sq = transition_probabilities(g, g.k, params.tpdi_sigma, true, params.threads);
     });
-    fetch_halo_values(c, halo, lo, g.k, sq, rho);
-    c.step([&] {
-      const GraphPart gp = make_graph_part(g, lo, sq, rho, halo.rows);
-      links = select_parents_part(gp, params);
-    });
+    linked = link_in_blocks(c, part, g, lo, sq, rho, params, plan.halo_mib << 20);
   }
+  const Links& links = linked.links;
 
   c.stage = "gather";
   std::vector<int32_t> parents = c.gather_to_root(links.parent);
@@ -314,7 +378,8 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
   c.step([&] {
     if (!root) return;
     r.plan = describe_plan(plan);
-    r.plan.emplace_back("processes", std::to_string(P) + " (MPI; rows split in consecutive slices)");
+    r.plan.emplace_back("processes", std::to_string(P) + " (MPI; rows split in consecutive slices; halo blocks within " +
+                                         std::to_string(plan.halo_mib) + " MiB)");
     r.warnings = plan.warnings;
     r.params = params;
     r.notes = notes;
@@ -339,7 +404,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       write_results(plan.out_dir, r, plan.create_out_parents);
     }
   });
-  log_scale(c, n_own, static_cast<int64_t>(halo.rows.ids.size()));
+  log_scale(c, n_own, linked);
   return r;
 }
 

@@ -333,6 +333,8 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   const int64_t bins = pick(req.bins, int64_t(RunPlan{}.bins));
   FC_CHECK(bins >= 1 && bins <= 1000, "bins must be in [1, 1000], got " << bins);
   p.bins = static_cast<int>(bins);
+  p.halo_mib = pick(req.halo_mib, RunPlan{}.halo_mib);
+  FC_CHECK(p.halo_mib >= 1, "halo-mib must be >= 1, got " << p.halo_mib);
 
   // Outputs: a results folder; with a config, work_dir/results unless one is given.
   p.out_dir = pick(req.out_dir, std::string());

@@ -46,6 +46,18 @@ for n in "${sizes[@]}"; do
   done
 done
 
+# The halo in blocks: with 1 MiB for it, each process links its rows 256 at a time, fetching
+# each block's neighbour rows afresh. Same results.
+n=${sizes[0]}
+if mpirun -np 4 "$fc" --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" --halo-mib 1 -o "blocks_$n" >"blocks_$n.log" 2>&1 &&
+   grep -qE "^\[mpi\] process 3: .* fetched in ([2-9]|[1-9][0-9]+) block" "blocks_$n.log" &&
+   cmp -s "one$n/pred_labels.meta" "blocks_$n/pred_labels.meta" && cmp -s "one$n/density.txt" "blocks_$n/density.txt" &&
+   same_scores "one$n/scores.json" "blocks_$n/scores.json"; then
+  ok "$n rows, 4 processes, halo in blocks (--halo-mib 1): identical to one process"
+else
+  bad "$n rows, 4 processes, halo in blocks: differs, failed or was not blocked"; grep -E "^\[mpi\]|error" "blocks_$n.log"
+fi
+
 # The learned similarity (the shipped 256-d model) on a small set: each process runs its own
 # rows as anchors with a halo of neighbour features.
 if "$fc" --help | grep -q "^  train"; then
