@@ -20,6 +20,15 @@ struct SweepEntry {
   Scores scores;
 };
 
+// What the report draws from the links, additive over any split of the rows (a distributed run
+// sums the processes' own): links with a parent by distance, in equal bins over [0, 1], and for
+// tau = 0.01, 0.02, ..., 1.00 the links with distance below tau.
+struct LinkSummary {
+  std::vector<int64_t> histogram, below;
+  void add(const LinkSummary& other);
+};
+LinkSummary summarize_links(const Links& links);
+
 struct ClusterReport {
   std::vector<std::pair<std::string, std::string>> plan;  // describe_plan()
   std::vector<std::string> warnings;  // config keys without effect, and the like
@@ -29,7 +38,8 @@ struct ClusterReport {
   size_t chosen = 0;                  // index into sweep of the labels returned
   Labels labels;
   std::vector<double> density;
-  Links links;
+  Links links;                        // every row's (one process); empty after a distributed run
+  LinkSummary link_summary;
   bool scored = false;                // true labels were given
   std::vector<int64_t> true_sizes;    // sizes of the true identities (scored runs)
   std::vector<BinScores> size_bins, sparsity_bins;

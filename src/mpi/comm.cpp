@@ -54,4 +54,18 @@ int64_t Comm::all_reduce(int64_t v, MPI_Op op) {
   return out;
 }
 
+std::vector<int64_t> Comm::sum_to_root(const std::vector<int64_t>& v) {
+  std::vector<int64_t> out(v.size());
+  FC_CHECK(v.size() < (size_t{1} << 31), "internal: a sum of more than 2^31 values");
+  MPI_Reduce(v.data(), out.data(), static_cast<int>(v.size()), MPI_INT64_T, MPI_SUM, 0, handle());
+  if (rank_ != 0) count_sent(stage, static_cast<int64_t>(v.size() * sizeof(int64_t)));
+  return rank_ == 0 ? out : v;
+}
+
+int64_t Comm::exclusive_sum(int64_t v) {
+  int64_t out = 0;
+  MPI_Exscan(&v, &out, 1, MPI_INT64_T, MPI_SUM, handle());
+  return rank_ == 0 ? 0 : out;  // MPI leaves process 0's result undefined
+}
+
 }  // namespace facecluster::mpi

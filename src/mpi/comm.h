@@ -65,6 +65,10 @@ class Comm {
   // v combined over every process by op (MPI_MIN, MPI_MAX, ...).
   float all_reduce(float v, MPI_Op op);
   int64_t all_reduce(int64_t v, MPI_Op op);
+  // Process 0 gets the element-wise sum of every process's v (all the same length); the others get v.
+  std::vector<int64_t> sum_to_root(const std::vector<int64_t>& v);
+  // The sum of v over the processes before this one (0 on process 0).
+  int64_t exclusive_sum(int64_t v);
 
  private:
   void agree(const std::exception_ptr& err);
@@ -137,6 +141,30 @@ std::vector<std::vector<T>> Comm::exchange(const std::vector<std::vector<T>>& se
     out[static_cast<size_t>(r)].assign(at, at + rcounts[static_cast<size_t>(r)] / static_cast<int>(sizeof(T)));
   }
   return out;
+}
+
+// Sends each id to the process holding it; returns, per process, the ids it asked of this one.
+inline std::vector<std::vector<int64_t>> ask_holders(Comm& c, const RowPartition& part, const std::vector<int64_t>& ids) {
+  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
+  for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
+  return c.exchange(ask);
+}
+
+// Answers what every process asked (ask_holders) with `width` values per row, row_of(local row)
+// pointing at them; returns the answers to this process's own ask. Its ids ascend and holders
+// hold ascending ranges, so the answers joined by holder are in id order.
+template <class T, class RowOf>
+std::vector<T> answer_asked(Comm& c, const std::vector<std::vector<int64_t>>& asked, int64_t lo, int64_t width,
+                            RowOf row_of) {
+  std::vector<std::vector<T>> out(static_cast<size_t>(c.size()));
+  for (int r = 0; r < c.size(); ++r)
+    for (int64_t j : asked[static_cast<size_t>(r)]) {
+      const T* row = row_of(j - lo);
+      out[static_cast<size_t>(r)].insert(out[static_cast<size_t>(r)].end(), row, row + width);
+    }
+  std::vector<T> joined;
+  for (const auto& got : c.exchange(out)) joined.insert(joined.end(), got.begin(), got.end());
+  return joined;
 }
 
 }  // namespace facecluster::mpi

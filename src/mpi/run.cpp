@@ -5,6 +5,7 @@
 #include <string>
 
 #include "comm.h"
+#include "components.h"
 #include "facecluster/calibrate.h"
 #include "facecluster/distributed.h"
 #include "facecluster/io.h"
@@ -12,6 +13,7 @@
 #include "facecluster/log.h"
 #include "facecluster/metrics.h"
 #include "facecluster/pipeline.h"
+#include "facecluster/report.h"
 
 namespace facecluster {
 
@@ -45,6 +47,8 @@ int mpi_rank() { return g_rank; }
 bool distributed_run_started() { return g_run_started; }
 
 namespace {
+using mpi::answer_asked;
+using mpi::ask_holders;
 using mpi::Comm;
 using mpi::RowPartition;
 
@@ -62,30 +66,6 @@ struct WireEdge {
   int32_t target, source;
   float weight;
 };
-
-// Sends each id to the process holding it; returns, per process, the ids it asked of this one.
-std::vector<std::vector<int64_t>> ask_holders(Comm& c, const RowPartition& part, const std::vector<int64_t>& ids) {
-  std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
-  for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);
-  return c.exchange(ask);
-}
-
-// Answers what every process asked (ask_holders) with `width` values per row, row_of(local row)
-// pointing at them; returns the answers to this process's own ask. Its ids ascend and holders
-// hold ascending ranges, so the answers joined by holder are in id order.
-template <class T, class RowOf>
-std::vector<T> answer_asked(Comm& c, const std::vector<std::vector<int64_t>>& asked, int64_t lo, int64_t width,
-                            RowOf row_of) {
-  std::vector<std::vector<T>> out(static_cast<size_t>(c.size()));
-  for (int r = 0; r < c.size(); ++r)
-    for (int64_t j : asked[static_cast<size_t>(r)]) {
-      const T* row = row_of(j - lo);
-      out[static_cast<size_t>(r)].insert(out[static_cast<size_t>(r)].end(), row, row + width);
-    }
-  std::vector<T> joined;
-  for (const auto& got : c.exchange(out)) joined.insert(joined.end(), got.begin(), got.end());
-  return joined;
-}
 
 bool held_here(int64_t j, int64_t lo, int64_t n_own) { return j >= lo && j < lo + n_own; }
 
@@ -212,7 +192,7 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
 
 // Every process's peak memory and bytes sent per stage, logged by process 0.
 void log_scale(Comm& c, int64_t own_rows, const BlockedLinks& linked) {
-  static const char* stages[] = {"knn", "model", "halo", "calibrate", "density", "gather"};
+  static const char* stages[] = {"knn", "model", "halo", "calibrate", "density", "components", "gather"};
   std::vector<double> mine{peak_memory_mib(), double(own_rows), double(linked.fetched_rows), double(linked.blocks),
                            double(linked.most_held)};
   for (const char* s : stages) {
@@ -370,11 +350,13 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
   }
   const Links& links = linked.links;
 
-  c.stage = "gather";
-  std::vector<int32_t> parents = c.gather_to_root(links.parent);
-  std::vector<float> link_dists = c.gather_to_root(links.dist);
-  std::vector<double> density = c.gather_to_root(rho);
   ClusterReport r;
+  const Labels* truth = gt.empty() ? nullptr : &gt;
+  c.stage = "gather";
+  std::vector<double> density = c.gather_to_root(rho);
+  LinkSummary summary = summarize_links(links);
+  summary.histogram = c.sum_to_root(summary.histogram);
+  summary.below = c.sum_to_root(summary.below);
   c.step([&] {
     if (!root) return;
     r.plan = describe_plan(plan);
@@ -384,10 +366,43 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     r.params = params;
     r.notes = notes;
     r.density = std::move(density);
-    r.links.max_conn = params.max_conn;
-    r.links.parent = std::move(parents);
-    r.links.dist = std::move(link_dists);
-    cut_and_score(plan, cal.pairs, gt.empty() ? nullptr : &gt, r);
+    r.link_summary = std::move(summary);
+  });
+
+  // The automatic cut walks every link in distance order: process 0 gathers them (8 B a row),
+  // chooses tau and drops them. A given tau needs no gathering.
+  std::vector<double> taus = plan.taus;
+  if (plan.tau_automatic) {
+    std::vector<int32_t> parents = c.gather_to_root(links.parent);
+    std::vector<float> link_dists = c.gather_to_root(links.dist);
+    double tau = 0;
+    c.step([&] {
+      if (!root) return;
+      r.links.max_conn = params.max_conn;
+      r.links.parent = std::move(parents);
+      r.links.dist = std::move(link_dists);
+      tau = taus_to_run(plan, cal.pairs, r).front();
+      r.links = Links();
+    });
+    MPI_Bcast(&tau, 1, MPI_DOUBLE, 0, c.handle());
+    taus = {tau};
+  }
+  {
+    StageTimer t("connected components across processes + score " + std::to_string(taus.size()) + " tau value(s)");
+    for (size_t i = 0; i < taus.size(); ++i) {
+      c.stage = "components";
+      int64_t rounds = 0;
+      Labels mine = mpi::distributed_components(c, part, links, lo, taus[i], &rounds);
+      if (root) log_info("  tau " + std::to_string(taus[i]) + ": components settled in " + std::to_string(rounds) + " rounds");
+      c.stage = "gather";
+      Labels all = c.gather_to_root(mine);
+      c.step([&] {
+        if (root) record_tau(plan, i, taus[i], std::move(all), truth, r);
+      });
+    }
+  }
+  c.step([&] {
+    if (!root) return;
     if (!gt.empty()) {
       StageTimer bins("hard-cluster bins");
       r.true_sizes = class_sizes(gt);

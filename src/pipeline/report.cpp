@@ -51,17 +51,6 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-// Links with a parent, by linking distance: `bins` equal bins over [0, 1].
-std::vector<int64_t> link_histogram(const Links& links, int bins) {
-  std::vector<int64_t> h(static_cast<size_t>(bins), 0);
-  for (size_t i = 0; i < links.parent.size(); ++i) {
-    if (links.parent[i] < 0) continue;
-    const double d = std::clamp(static_cast<double>(links.dist[i]), 0.0, 1.0);
-    h[std::min(bins - 1, static_cast<int>(d * bins))] += 1;
-  }
-  return h;
-}
-
 // Cluster sizes in power-of-two buckets [1], [2], [3, 4], [5, 8], ...: {lo, hi, clusters}.
 struct SizeBucket {
   int64_t lo, hi, count;
@@ -92,6 +81,7 @@ std::string buckets_json(const std::vector<SizeBucket>& b) {
 }
 
 constexpr int kLinkBins = 50;
+constexpr int kTauPoints = 100;  // the clusters-by-tau curve: tau = 0.01, 0.02, ..., 1.00
 
 // ---- inline SVG charts ----------------------------------------------------------------------
 
@@ -180,16 +170,9 @@ const char* kGreen = "#2ca02c";
 std::string chart_clusters_by_tau(const ClusterReport& r) {
   // With one parent per face the links form a forest: clusters(tau) = N - links with distance < tau.
   const int64_t n = static_cast<int64_t>(r.labels.size());
-  std::vector<float> d;
-  for (size_t i = 0; i < r.links.parent.size(); ++i)
-    if (r.links.parent[i] >= 0) d.push_back(r.links.dist[i]);
-  std::sort(d.begin(), d.end());
   std::vector<std::pair<double, double>> pts;
-  for (int i = 1; i <= 100; ++i) {
-    const double tau = i / 100.0;
-    const int64_t below = std::lower_bound(d.begin(), d.end(), static_cast<float>(tau)) - d.begin();
-    pts.emplace_back(tau, double(n - below));
-  }
+  for (size_t i = 0; i < r.link_summary.below.size(); ++i)
+    pts.emplace_back(double(i + 1) / double(r.link_summary.below.size()), double(n - r.link_summary.below[i]));
   Plot p(r.params.max_conn == 1 ? "Clusters by tau (every tau, from the links)" : "Clusters at the taus run",
          "tau (linking distance threshold)", "clusters", 0, 1, 0, double(n));
   if (r.params.max_conn == 1) p.polyline(pts, kBlue, false);
@@ -220,7 +203,7 @@ std::string chart_scores_by_tau(const ClusterReport& r) {
 }
 
 std::string chart_link_histogram(const ClusterReport& r) {
-  const auto h = link_histogram(r.links, kLinkBins);
+  const auto& h = r.link_summary.histogram;
   const int64_t top = std::max<int64_t>(1, *std::max_element(h.begin(), h.end()));
   Plot p("Links by distance to the parent (a face joins its parent's cluster when below tau)",
          r.params.use_tpdi ? "TPDi to the parent" : "distance to the parent", "links", 0, 1, 0, double(top) * 1.05);
@@ -287,6 +270,30 @@ std::string chart_bins(const std::vector<BinScores>& bins, const std::string& ti
 
 }  // namespace
 
+void LinkSummary::add(const LinkSummary& other) {
+  if (histogram.empty()) {
+    *this = other;
+    return;
+  }
+  FC_CHECK(histogram.size() == other.histogram.size() && below.size() == other.below.size(),
+           "internal: link summaries of different shapes");
+  for (size_t b = 0; b < histogram.size(); ++b) histogram[b] += other.histogram[b];
+  for (size_t t = 0; t < below.size(); ++t) below[t] += other.below[t];
+}
+
+LinkSummary summarize_links(const Links& links) {
+  LinkSummary s;
+  s.histogram.assign(kLinkBins, 0);
+  s.below.assign(kTauPoints, 0);
+  for (size_t i = 0; i < links.parent.size(); ++i) {
+    if (links.parent[i] < 0) continue;
+    const float d = links.dist[i];
+    s.histogram[std::min(kLinkBins - 1, static_cast<int>(std::clamp(static_cast<double>(d), 0.0, 1.0) * kLinkBins))] += 1;
+    for (int t = kTauPoints; t >= 1 && d < static_cast<float>(t / double(kTauPoints)); --t) s.below[t - 1] += 1;
+  }
+  return s;
+}
+
 std::string render_text(const ClusterReport& r) {
   std::ostringstream out;
   out << "plan\n";
@@ -344,7 +351,7 @@ std::string render_json(const ClusterReport& r) {
   out << "]";
   if (!r.size_bins.empty()) out << ", \"size_bins\": " << bins_to_json(r.size_bins);
   if (!r.sparsity_bins.empty()) out << ", \"sparsity_bins\": " << bins_to_json(r.sparsity_bins);
-  const auto h = link_histogram(r.links, kLinkBins);
+  const auto& h = r.link_summary.histogram;
   out << ", \"link_histogram\": {\"bin_width\": " << 1.0 / kLinkBins << ", \"counts\": [";
   for (size_t i = 0; i < h.size(); ++i) out << (i ? ", " : "") << h[i];
   out << "]}";

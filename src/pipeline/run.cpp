@@ -47,38 +47,45 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt)
   return r;
 }
 
-void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r) {
-  std::vector<double> taus = plan.taus;
-  if (plan.tau_automatic) {
-    FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
-    std::string note;
-    StageTimer t("choose tau");
-    taus = {likelihood_tau(r.links, pairs, &note)};
-    r.notes.push_back(note);
-    log_info("  auto: " + note);
-  }
-  StageTimer t("link + score " + std::to_string(taus.size()) + " tau value(s)");
-  double best = -1;
+std::vector<double> taus_to_run(const RunPlan& plan, const std::vector<PairEvidence>& pairs, ClusterReport& r) {
+  if (!plan.tau_automatic) return plan.taus;
+  FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
+  std::string note;
+  StageTimer t("choose tau");
+  const double tau = likelihood_tau(r.links, pairs, &note);
+  r.notes.push_back(note);
+  log_info("  auto: " + note);
+  return {tau};
+}
+
+void record_tau(const RunPlan& plan, size_t index, double tau, Labels&& labels, const Labels* gt, ClusterReport& r) {
+  FC_CHECK(index == r.sweep.size(), "internal: tau " << index << " recorded out of order");
+  SweepEntry e;
+  e.tau = tau;
+  e.clusters = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
   r.scored = gt != nullptr;
-  for (size_t i = 0; i < taus.size(); ++i) {
-    check_interrupt();
-    SweepEntry e;
-    e.tau = taus[i];
-    Labels labels = link_components(r.links, e.tau);
-    e.clusters = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
-    if (gt) {
-      e.scores = evaluate(labels, *gt);
-      e.scored = true;
-      const double f = plan.select_by == SelectBy::BCubed ? e.scores.bcubed_f : e.scores.pairwise_f;
-      if (f > best) {
-        best = f;
-        r.chosen = i;
-        r.labels = std::move(labels);
-      }
-    } else if (i == 0) {
+  auto f_of = [&](const Scores& s) { return plan.select_by == SelectBy::BCubed ? s.bcubed_f : s.pairwise_f; };
+  if (gt) {
+    e.scores = evaluate(labels, *gt);
+    e.scored = true;
+    if (index == 0 || f_of(e.scores) > f_of(r.sweep[r.chosen].scores)) {
+      r.chosen = index;
       r.labels = std::move(labels);
     }
-    r.sweep.push_back(e);
+  } else if (index == 0) {
+    r.chosen = 0;
+    r.labels = std::move(labels);
+  }
+  r.sweep.push_back(e);
+}
+
+void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r) {
+  r.link_summary = summarize_links(r.links);
+  const std::vector<double> taus = taus_to_run(plan, pairs, r);
+  StageTimer t("link + score " + std::to_string(taus.size()) + " tau value(s)");
+  for (size_t i = 0; i < taus.size(); ++i) {
+    check_interrupt();
+    record_tau(plan, i, taus[i], link_components(r.links, taus[i]), gt, r);
   }
 }
 

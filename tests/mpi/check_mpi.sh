@@ -58,6 +58,19 @@ else
   bad "$n rows, 4 processes, halo in blocks: differs, failed or was not blocked"; grep -E "^\[mpi\]|error" "blocks_$n.log"
 fi
 
+# Connected components across processes at given taus (no links gathered): one tau, a sweep on
+# the release's scale, and two parents per face (a graph, not a forest).
+for args in "--tau 0.6" "--calibrate off --tau-range 0.3:0.9:7" "--calibrate off --tau 0.7 --set cluster_args.max_conn=2"; do
+  tag=$(echo "$args" | tr -c 'a-z0-9' '_')
+  "$fc" -q --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" $args -o "one_$tag" >/dev/null
+  if mpirun -np 3 "$fc" -q --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" $args -o "np3_$tag" >"np3_$tag.log" 2>&1 &&
+     cmp -s "one_$tag/pred_labels.meta" "np3_$tag/pred_labels.meta" && same_scores "one_$tag/scores.json" "np3_$tag/scores.json"; then
+    ok "$n rows, 3 processes, $args: identical to one process"
+  else
+    bad "$n rows, 3 processes, $args: differs or failed"; cat "np3_$tag.log"
+  fi
+done
+
 # The learned similarity (the shipped 256-d model) on a small set: each process runs its own
 # rows as anchors with a halo of neighbour features.
 if "$fc" --help | grep -q "^  train"; then
