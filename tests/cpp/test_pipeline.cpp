@@ -8,6 +8,7 @@
 #include "facecluster/io.h"
 #include "facecluster/pipeline.h"
 #include "facecluster/plan.h"
+#include "facecluster/report.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
 
@@ -169,4 +170,37 @@ TEST(Pipeline, CalibrationFindsTheStrangersOfA128dSet) {
   for (const PairEvidence& e : c.pairs) expected_same += 1.0 / (1.0 + std::exp(-double(e.log_odds)));
   EXPECT_EQ(c.pairs.size(), same.size() + diff.size());
   EXPECT_NEAR(expected_same / double(same.size()), 1.0, 0.03) << c.notes[1];
+}
+
+TEST(Report, LinkSummaryAddsUpOverAnySplitOfTheRows) {
+  // 1,000 rows, one parent each or none, distances on and between the 0.01 steps.
+  facecluster::Links all;
+  all.max_conn = 1;
+  for (int i = 0; i < 1000; ++i) {
+    all.parent.push_back(i % 7 == 0 ? -1 : (i * 31) % 1000);
+    all.dist.push_back(i % 3 == 0 ? static_cast<float>((i % 101) / 100.0) : static_cast<float>((i * 0.61803) - std::floor(i * 0.61803)));
+  }
+  const facecluster::LinkSummary whole = facecluster::summarize_links(all);
+  ASSERT_EQ(whole.below.size(), 100u);
+  for (int t = 1; t <= 100; ++t) {  // brute force: links with a parent and distance < tau
+    int64_t want = 0;
+    for (size_t i = 0; i < all.parent.size(); ++i)
+      want += all.parent[i] >= 0 && all.dist[i] < static_cast<float>(t / 100.0);
+    EXPECT_EQ(whole.below[static_cast<size_t>(t - 1)], want) << "tau " << t / 100.0;
+  }
+  int64_t with_parent = 0;
+  for (int32_t p : all.parent) with_parent += p >= 0;
+  int64_t binned = 0;
+  for (int64_t h : whole.histogram) binned += h;
+  EXPECT_EQ(binned, with_parent);
+  facecluster::LinkSummary parts;
+  for (int first : {0, 333, 700}) {
+    const int last = first == 0 ? 333 : first == 333 ? 700 : 1000;
+    facecluster::Links part;
+    part.parent.assign(all.parent.begin() + first, all.parent.begin() + last);
+    part.dist.assign(all.dist.begin() + first, all.dist.begin() + last);
+    parts.add(facecluster::summarize_links(part));
+  }
+  EXPECT_EQ(parts.histogram, whole.histogram);
+  EXPECT_EQ(parts.below, whole.below);
 }
