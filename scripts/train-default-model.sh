@@ -14,6 +14,7 @@
 #                  checkpoint is kept); 0 = no limit
 #   FC_ROTATION    augment_rotation values, one training run each, side by side ("True")
 #   FC_THREADS     CPU threads per training run (all cores)
+#   FC_PRECISION   the forward pass: fp32 or bf16 (fp32)
 #   FC_OUT         working folder (/tmp/fc-default); models land in FC_OUT/model_<rotation>.fcmodel
 # Real halves: /usr/bin/python3 scripts/split_by_identity.py SET.bin SET.meta D PREFIX --seed 0
 set -euo pipefail
@@ -26,6 +27,7 @@ epochs=${FC_EPOCHS:-10}
 seconds=${FC_SECONDS:-0}
 rotations=${FC_ROTATION:-True}
 threads=${FC_THREADS:-}
+precision=${FC_PRECISION:-fp32}
 out=${FC_OUT:-/tmp/fc-default}
 mkdir -p "$out/parts"
 
@@ -70,11 +72,11 @@ train_one() {  # rotation: trains into $out/work_<rotation>, writes $out/model_<
   local limit=()
   [ "$seconds" -gt 0 ] && limit=(timeout -s INT "$seconds")
   "${limit[@]}" "$fc" ${threads:+--threads "$threads"} train -c "$root/configs/train_default_model.yaml" \
-    --device "$device" --set dataset_args.feature_path="$out/train.bin" --set dataset_args.label_path="$out/train.meta" \
+    --device "$device" --precision "$precision" --set dataset_args.feature_path="$out/train.bin" --set dataset_args.label_path="$out/train.meta" \
     --set dataset_args.knn_path="$out/train_knn.npz" --set dataset_args.feature_dim="$dim" \
     --set model_args.d_model="$dim" --set test_dataset_args.feature_path= --set test_dataset_args.label_path= \
     --set work_dir="$work" --set epochs="$epochs" --set augment_rotation="$rot" \
-    --set batch_size=512 --set learning_rate=0.0001 --set print_interval=200 2>&1 | sed "s/^/[rotation $rot] /" || rc=$?
+    --set batch_size=512 --set learning_rate=0.0001 --set print_interval=200 2>&1 | sed -u "s/^/[rotation $rot] /" || rc=$?
   local last
   last=$(ls -v "$work"/epoch_*.ckpt 2>/dev/null | tail -1 || true)
   if [ -z "$last" ]; then
