@@ -88,6 +88,38 @@ SampleLists fetch_sample_lists(Comm& c, const RowPartition& part, const KnnGraph
   return s;
 }
 
+// Blocks of this process's rows for work that needs the rows they name elsewhere (a halo):
+// one block when every row named fits budget_bytes at row_bytes each, else blocks of rows whose
+// k names each fit it. `rounds`: the most blocks any process has (every process runs them all,
+// answering the others' questions in each).
+struct RowBlocks {
+  int64_t size = 1, rounds = 1;
+};
+RowBlocks plan_blocks(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo, int64_t row_bytes,
+                      int64_t budget_bytes) {
+  const int64_t n_own = g.n;
+  int64_t named = 0;
+  std::vector<bool> seen(static_cast<size_t>(part.n));
+  for (int32_t j : g.nbrs)
+    if (j >= 0 && !held_here(j, lo, n_own) && !seen[static_cast<size_t>(j)]) {
+      seen[static_cast<size_t>(j)] = true;
+      ++named;
+    }
+  RowBlocks b;
+  b.size = named * row_bytes <= budget_bytes ? std::max<int64_t>(n_own, 1)
+                                             : std::max<int64_t>(256, budget_bytes / (int64_t{g.k} * row_bytes));
+  b.rounds = c.all_reduce((n_own + b.size - 1) / b.size, MPI_MAX);
+  return b;
+}
+
+// The rows of g from s to e (local rows), a graph of their own.
+KnnGraph slice_rows(const KnnGraph& g, int64_t s, int64_t e) {
+  KnnGraph out(e - s, g.k);
+  std::copy(g.nbr_row(s), g.nbr_row(s) + (e - s) * g.k, out.nbrs.begin());
+  std::copy(g.dist_row(s), g.dist_row(s) + (e - s) * g.k, out.dists.begin());
+  return out;
+}
+
 // Parents of this process's rows, linked in blocks of rows: each block's halo (the rows its
 // lists name, with their lists, sqrt(q) and density) is assembled from this process's rows and
 // from their holders, used and dropped. One block when every row named fits `budget_bytes`;
@@ -103,26 +135,15 @@ BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g
   const bool tpdi = !sq.empty();
   // A halo row: its list, sqrt(q), density and id, held twice (as fetched, then in the part).
   const int64_t row_bytes = 2 * (k * (tpdi ? 8 : 4) + 24);
-  int64_t named = 0;
-  {
-    std::vector<bool> seen(static_cast<size_t>(part.n));
-    for (int32_t j : g.nbrs)
-      if (j >= 0 && !held_here(j, lo, n_own) && !seen[static_cast<size_t>(j)]) {
-        seen[static_cast<size_t>(j)] = true;
-        ++named;
-      }
-  }
-  const int64_t block = named * row_bytes <= budget_bytes ? std::max<int64_t>(n_own, 1)
-                                                          : std::max<int64_t>(256, budget_bytes / (k * row_bytes));
+  const RowBlocks rb = plan_blocks(c, part, g, lo, row_bytes, budget_bytes);
+  const int64_t block = rb.size;
   BlockedLinks out;
-  out.blocks = c.all_reduce((n_own + block - 1) / block, MPI_MAX);
+  out.blocks = rb.rounds;
   out.links.max_conn = params.max_conn;
   Progress prog("link blocks", out.blocks);
   for (int64_t b = 0; b < out.blocks; ++b) {
     const int64_t s = std::min(n_own, b * block), e = std::min(n_own, s + block), nb = e - s;
-    KnnGraph gb(nb, g.k);
-    std::copy(g.nbr_row(s), g.nbr_row(s) + nb * k, gb.nbrs.begin());
-    std::copy(g.dist_row(s), g.dist_row(s) + nb * k, gb.dists.begin());
+    const KnnGraph gb = slice_rows(g, s, e);
     HaloRows h;
     h.ids = halo_ids(gb, lo + s);
     std::vector<int64_t> foreign;
@@ -160,33 +181,52 @@ BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g
   return out;
 }
 
-// The learned similarity over this process's rows: the features of the rows they name that
-// others hold are fetched (a halo of features), the model runs with its own rows as anchors,
-// and the rows come back in global ids.
+// The learned similarity over this process's rows, in blocks of anchors (plan_blocks, within the
+// halo budget): the features of the rows a block names that others hold are fetched (a halo of
+// features), the model runs with the block's rows as anchors, and the rows come back in global ids.
 KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, const KnnGraph& g, const Matrix& x, int64_t lo) {
-  const std::vector<int64_t> ids = halo_ids(g, lo);
-  const std::vector<float> halo_x =
-      answer_asked<float>(c, ask_holders(c, part, ids), lo, x.cols, [&](int64_t i) { return x.row(i); });
-  const int64_t n_own = g.n, n_local = n_own + static_cast<int64_t>(ids.size());
-  Matrix xl(n_local, x.cols);
-  std::copy(x.row(0), x.row(0) + n_own * x.cols, xl.data.begin());
-  std::copy(halo_x.begin(), halo_x.end(), xl.data.begin() + n_own * x.cols);
-  KnnGraph gl(n_local, g.k);  // halo rows: no list (they are never anchors)
-  auto local_id = [&](int32_t j) -> int32_t {
-    if (j < 0) return -1;
-    if (j >= lo && j < lo + n_own) return static_cast<int32_t>(j - lo);
-    return static_cast<int32_t>(n_own + (std::lower_bound(ids.begin(), ids.end(), int64_t{j}) - ids.begin()));
-  };
-  for (int64_t e = 0; e < n_own * g.k; ++e) {
-    gl.nbrs[static_cast<size_t>(e)] = local_id(g.nbrs[static_cast<size_t>(e)]);
-    gl.dists[static_cast<size_t>(e)] = g.dists[static_cast<size_t>(e)];
-  }
+  const int64_t n_own = g.n, d = x.cols;
+  const RowBlocks rb = plan_blocks(c, part, g, lo, 2 * (d * 4 + 8), plan.halo_mib << 20);
+  if (c.rank() == 0 && rb.rounds > 1)
+    log_info("  model: anchors in " + std::to_string(rb.rounds) + " blocks (their neighbours' features within --halo-mib)");
   KnnGraph out;
-  c.step([&] {
-    out = plan_learned_graph(plan, xl, gl, n_own);
-    for (int32_t& j : out.nbrs)
-      if (j >= 0) j = static_cast<int32_t>(j < n_own ? lo + j : ids[static_cast<size_t>(j - n_own)]);
-  });
+  out.n = n_own;
+  out.k = g.k;
+  for (int64_t b = 0; b < rb.rounds; ++b) {
+    const int64_t s = std::min(n_own, b * rb.size), e = std::min(n_own, s + rb.size), nb = e - s;
+    const KnnGraph gb = slice_rows(g, s, e);
+    const std::vector<int64_t> ids = halo_ids(gb, lo + s);  // rows named outside the block, here or elsewhere
+    std::vector<int64_t> foreign;
+    for (int64_t j : ids)
+      if (!held_here(j, lo, n_own)) foreign.push_back(j);
+    const std::vector<float> fetched =
+        answer_asked<float>(c, ask_holders(c, part, foreign), lo, d, [&](int64_t i) { return x.row(i); });
+    c.step([&] {
+      if (nb == 0) return;
+      Matrix xl(nb + static_cast<int64_t>(ids.size()), d);
+      std::copy(x.row(s), x.row(s) + nb * d, xl.data.begin());
+      size_t f = 0;
+      for (size_t h = 0; h < ids.size(); ++h) {
+        const float* row = held_here(ids[h], lo, n_own) ? x.row(ids[h] - lo) : fetched.data() + (f++) * d;
+        std::copy(row, row + d, xl.data.begin() + (nb + static_cast<int64_t>(h)) * d);
+      }
+      KnnGraph gl(xl.rows, g.k);  // halo rows: no list (they are never anchors)
+      auto local_id = [&](int32_t j) -> int32_t {
+        if (j < 0) return -1;
+        if (j >= lo + s && j < lo + e) return static_cast<int32_t>(j - lo - s);
+        return static_cast<int32_t>(nb + (std::lower_bound(ids.begin(), ids.end(), int64_t{j}) - ids.begin()));
+      };
+      for (int64_t i = 0; i < nb * g.k; ++i) {
+        gl.nbrs[static_cast<size_t>(i)] = local_id(gb.nbrs[static_cast<size_t>(i)]);
+        gl.dists[static_cast<size_t>(i)] = gb.dists[static_cast<size_t>(i)];
+      }
+      KnnGraph lb = plan_learned_graph(plan, xl, gl, nb);
+      for (int32_t& j : lb.nbrs)
+        if (j >= 0) j = static_cast<int32_t>(j < nb ? lo + s + j : ids[static_cast<size_t>(j - nb)]);
+      out.nbrs.insert(out.nbrs.end(), lb.nbrs.begin(), lb.nbrs.begin() + nb * g.k);
+      out.dists.insert(out.dists.end(), lb.dists.begin(), lb.dists.begin() + nb * g.k);
+    });
+  }
   return out;
 }
 

@@ -76,14 +76,19 @@ done
 if "$fc" --help | grep -q "^  train"; then
   "$fc" -q synth -n 3000 -d 256 --seed 4 -o m3k >/dev/null
   "$fc" -q --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default -o model_one >/dev/null
-  for np in 2 4; do
-    out="model_np$np"
-    if mpirun -np "$np" "$fc" -q --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default -o "$out" >"$out.log" 2>&1 &&
+  # The last run: anchors in blocks of 256 (--halo-mib 1), each block's neighbour features fetched afresh.
+  for run in "2" "4" "4 --halo-mib 1"; do
+    np=${run%% *}
+    extra=()
+    [ "$run" = "$np" ] || extra=(--halo-mib 1)
+    out="model_np${np}_${#extra[@]}"
+    if mpirun -np "$np" "$fc" --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default "${extra[@]}" -o "$out" >"$out.log" 2>&1 &&
+       { [ ${#extra[@]} -eq 0 ] || grep -q "model: anchors in [2-9] blocks" "$out.log"; } &&
        cmp -s model_one/pred_labels.meta "$out/pred_labels.meta" && cmp -s model_one/density.txt "$out/density.txt" &&
        same_scores model_one/scores.json "$out/scores.json"; then
-      ok "learned model, 3000 rows, $np processes: identical to one process"
+      ok "learned model, 3000 rows, $run processes: identical to one process"
     else
-      bad "learned model, 3000 rows, $np processes: differs or failed"; cat "$out.log"
+      bad "learned model, 3000 rows, $run processes: differs, failed or was not blocked"; grep -E "error|model:" "$out.log"
     fi
   done
 else
