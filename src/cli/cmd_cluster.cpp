@@ -48,8 +48,8 @@ std::function<void()> add_cluster(CLI::App& app) {
   cmd->add_flag("--reload", f->reload, "rebuild the kNN cache even if it exists (is_reload)");
   cmd->add_option("-o,--out", r.out_dir, "results folder (default: work_dir/results with -c, else none)");
   cmd->add_option("--halo-mib", r.halo_mib,
-                  "under mpirun: memory for the neighbour rows other processes hold; fetched in blocks of rows that "
-                  "fit it (default 2048)");
+                  "under mpirun: memory per process for the neighbour rows other processes hold (their lists for "
+                  "linking, their features for --model), fetched in blocks of rows that fit it (default 2048)");
   cmd->add_flag("--no-tpdi", f->no_tpdi, "link by the graph distance instead of TPDi");
   cmd->add_option("--model", r.model,
                   "learned similarity: a checkpoint or model file from `facecluster train`, or 'default' (the shipped model)");
