@@ -398,12 +398,18 @@ TEST(Model, TrainingRefusesMissingLabelsAndMismatchedData) {
   EXPECT_THROW(train_model(c, tiny_spec(8, 10), ok, nullptr), Error);  // graph has k 6 < 10
 }
 
+// A toy whose lists mix both identities: every second slot from 3 on points across.
+Toy mixed_toy(int64_t n, uint64_t seed) {
+  Toy t = make_toy(n, 8, 6, seed);
+  for (int64_t i = 0; i < t.g.n; ++i)
+    for (int j = 3; j < 6; ++j) t.g.nbr_row(i)[j] = static_cast<int32_t>((i + 2 * j + 1) % t.g.n);
+  return t;
+}
+
 TEST(Model, RotationAugmentedTrainingIsReproducible) {
   set_log_level(0);
   fctest::TempDir dir;
-  Toy t = make_toy(160, 8, 6, 21);
-  for (int64_t i = 0; i < t.g.n; ++i)
-    for (int j = 3; j < 6; ++j) t.g.nbr_row(i)[j] = static_cast<int32_t>((i + 2 * j + 1) % t.g.n);
+  Toy t = mixed_toy(160, 21);
   TrainSplit tr{&t.x, &t.g, &t.labels};
   Config a = tiny_config(dir.file("a"), 2), b = tiny_config(dir.file("b"), 2);
   a.augment_rotation = b.augment_rotation = true;
@@ -417,9 +423,7 @@ TEST(Model, RotationAugmentedTrainingIsReproducible) {
 TEST(Model, Bf16AutocastTrainingFollowsFp32AndIsRefusedUnderOtherNames) {
   set_log_level(0);
   fctest::TempDir dir;
-  Toy t = make_toy(160, 8, 6, 23);
-  for (int64_t i = 0; i < t.g.n; ++i)
-    for (int j = 3; j < 6; ++j) t.g.nbr_row(i)[j] = static_cast<int32_t>((i + 2 * j + 1) % t.g.n);
+  Toy t = mixed_toy(160, 23);
   TrainSplit tr{&t.x, &t.g, &t.labels};
   Config f = tiny_config(dir.file("f"), 4), b = tiny_config(dir.file("b"), 4);
   b.precision = "bf16";
