@@ -285,12 +285,21 @@ LinkSummary summarize_links(const Links& links) {
   LinkSummary s;
   s.histogram.assign(kLinkBins, 0);
   s.below.assign(kTauPoints, 0);
+  // A link counts below every tau from the first one above its distance on: count where that
+  // run starts, then sum. The comparison is the one the cut makes (float distance < float tau).
+  const auto tau = [](int t) { return static_cast<float>(t / double(kTauPoints)); };
+  std::vector<int64_t> starts(kTauPoints + 1, 0);
   for (size_t i = 0; i < links.parent.size(); ++i) {
     if (links.parent[i] < 0) continue;
     const float d = links.dist[i];
     s.histogram[std::min(kLinkBins - 1, static_cast<int>(std::clamp(static_cast<double>(d), 0.0, 1.0) * kLinkBins))] += 1;
-    for (int t = kTauPoints; t >= 1 && d < static_cast<float>(t / double(kTauPoints)); --t) s.below[t - 1] += 1;
+    int t = static_cast<int>(std::clamp(std::floor(static_cast<double>(d) * kTauPoints) + 1, 1.0, kTauPoints + 1.0));
+    while (t > 1 && d < tau(t - 1)) --t;
+    while (t <= kTauPoints && !(d < tau(t))) ++t;
+    starts[static_cast<size_t>(t - 1)] += 1;  // t = kTauPoints + 1: below none
   }
+  int64_t run = 0;
+  for (int t = 1; t <= kTauPoints; ++t) s.below[static_cast<size_t>(t - 1)] = run += starts[static_cast<size_t>(t - 1)];
   return s;
 }
 

@@ -180,6 +180,10 @@ TEST(Report, LinkSummaryAddsUpOverAnySplitOfTheRows) {
     all.parent.push_back(i % 7 == 0 ? -1 : (i * 31) % 1000);
     all.dist.push_back(i % 3 == 0 ? static_cast<float>((i % 101) / 100.0) : static_cast<float>((i * 0.61803) - std::floor(i * 0.61803)));
   }
+  all.dist[5] = -0.1f;  // outside [0, 1] (learned or calibrated distances can leave it by rounding)
+  all.dist[10] = 1.5f;
+  all.dist[20] = 0.f;
+  all.dist[40] = 1.f;
   const facecluster::LinkSummary whole = facecluster::summarize_links(all);
   ASSERT_EQ(whole.below.size(), 100u);
   for (int t = 1; t <= 100; ++t) {  // brute force: links with a parent and distance < tau
