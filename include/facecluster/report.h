@@ -25,7 +25,6 @@ struct SweepEntry {
 // tau = 0.01, 0.02, ..., 1.00 the links with distance below tau.
 struct LinkSummary {
   std::vector<int64_t> histogram, below;
-  void add(const LinkSummary& other);
 };
 LinkSummary summarize_links(const Links& links);
 

@@ -47,14 +47,13 @@ std::function<void()> add_train(CLI::App& app) {
   cmd->add_option("--set", a->sets, "override any config key: --set epochs=2");
   cmd->add_flag("--reload", a->reload, "resume from the latest checkpoint in work_dir (the config's reload: True)");
   cmd->add_option("--device", a->device, "where to train: cpu, cuda, cuda:N or auto (default: the config's device, auto)");
-  cmd->add_option("--precision", a->precision, "the forward pass: fp32 or bf16 autocast (default: the config's precision, fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--precision", a->precision, "the forward pass: fp32 or bf16 autocast (default: the config's precision, fp32)");
   return [a] {
     Config cfg = load_config(a->config);
     apply_config_sets(cfg, a->sets);
     if (a->reload) cfg.reload = true;
     if (a->device) cfg.device = *a->device;
-    if (a->precision) cfg.precision = *a->precision;
+    if (a->precision) cfg.precision = precision_name(parse_precision(*a->precision));  // a bad flag is named as a flag
     cfg.device = resolve_device(cfg.device);  // a GPU asked of a machine without one is refused before any work
     if (global_threads()) cfg.threads = static_cast<int>(*global_threads());
     require_keys(cfg, {"dataset_args.feature_path", "dataset_args.label_path", "work_dir"}, "train");

@@ -60,8 +60,11 @@ void check_training_config(const Config& cfg) {
   FC_CHECK(cfg.save_interval >= 1 && cfg.inference_interval >= 1 && cfg.print_interval >= 1,
            cfg.source << ": save_interval, inference_interval and print_interval must be >= 1");
   FC_CHECK(!cfg.work_dir.empty(), cfg.source << ": work_dir is required for training");
-  FC_CHECK(cfg.precision == "fp32" || cfg.precision == "bf16",
-           cfg.source << ": precision must be fp32 or bf16, got " << quote_input(cfg.precision));
+  try {
+    (void)parse_precision(cfg.precision);
+  } catch (const Error& e) {
+    FC_FAIL(cfg.source << ": " << e.what());
+  }
 }
 
 std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, const TrainSplit& train,

@@ -5,6 +5,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <map>
@@ -143,7 +144,15 @@ std::vector<std::vector<T>> Comm::exchange(const std::vector<std::vector<T>>& se
   return out;
 }
 
-// Sends each id to the process holding it; returns, per process, the ids it asked of this one.
+// Ids in the order ask_holders wants them: ascending, once each.
+inline std::vector<int64_t> sorted_unique(std::vector<int64_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+// Sends each id (ascending, once each) to the process holding it; returns, per process, the ids
+// it asked of this one.
 inline std::vector<std::vector<int64_t>> ask_holders(Comm& c, const RowPartition& part, const std::vector<int64_t>& ids) {
   std::vector<std::vector<int64_t>> ask(static_cast<size_t>(c.size()));
   for (int64_t j : ids) ask[static_cast<size_t>(part.owner(j))].push_back(j);

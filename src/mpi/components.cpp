@@ -13,12 +13,6 @@ std::vector<int64_t> values_of(Comm& c, const RowPartition& part, const std::vec
   return answer_asked<int64_t>(c, ask_holders(c, part, ids), lo, 1, [&](int64_t i) { return vals.data() + i; });
 }
 
-std::vector<int64_t> sorted_unique(std::vector<int64_t> v) {
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-  return v;
-}
-
 int64_t position(const std::vector<int64_t>& sorted, int64_t id) {
   return std::lower_bound(sorted.begin(), sorted.end(), id) - sorted.begin();
 }
@@ -45,6 +39,12 @@ Labels distributed_components(Comm& c, const RowPartition& part, const Links& ow
   for (const auto& e : edges) ends.push_back(e.second);
   ends = sorted_unique(std::move(ends));
   const auto here = [&](int64_t j) { return j >= lo && j < lo + n; };
+  const auto labels_held_elsewhere = [&] {
+    std::vector<int64_t> ids;
+    for (int64_t l : label)
+      if (!here(l)) ids.push_back(l);
+    return sorted_unique(std::move(ids));
+  };
 
   int64_t round = 0;
   for (;; ++round) {
@@ -72,10 +72,7 @@ Labels distributed_components(Comm& c, const RowPartition& part, const Links& ow
         }
       }
     // Pointer jumping: each row takes its label's label.
-    std::vector<int64_t> targets;
-    for (int64_t l : label)
-      if (!here(l)) targets.push_back(l);
-    targets = sorted_unique(std::move(targets));
+    const std::vector<int64_t> targets = labels_held_elsewhere();
     const std::vector<int64_t> jumped = values_of(c, part, targets, lo, label);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t l = label[static_cast<size_t>(i)];
@@ -98,10 +95,7 @@ Labels distributed_components(Comm& c, const RowPartition& part, const Links& ow
   const int64_t before = c.exclusive_sum(firsts);
   for (int64_t& v : number)
     if (v >= 0) v += before;
-  std::vector<int64_t> targets;
-  for (int64_t l : label)
-    if (!here(l)) targets.push_back(l);
-  targets = sorted_unique(std::move(targets));
+  const std::vector<int64_t> targets = labels_held_elsewhere();
   const std::vector<int64_t> far_number = values_of(c, part, targets, lo, number);
   Labels out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {

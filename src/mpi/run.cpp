@@ -82,8 +82,7 @@ SampleLists fetch_sample_lists(Comm& c, const RowPartition& part, const KnnGraph
       const int32_t t = g.nbr_row(i)[j];
       if (t >= 0 && !held_here(t, lo, g.n)) s.ids.push_back(t);
     }
-  std::sort(s.ids.begin(), s.ids.end());
-  s.ids.erase(std::unique(s.ids.begin(), s.ids.end()), s.ids.end());
+  s.ids = mpi::sorted_unique(std::move(s.ids));
   s.nbrs = answer_asked<int32_t>(c, ask_holders(c, part, s.ids), lo, g.k, [&](int64_t i) { return g.nbr_row(i); });
   return s;
 }
@@ -112,19 +111,30 @@ RowBlocks plan_blocks(Comm& c, const RowPartition& part, const KnnGraph& g, int6
   return b;
 }
 
-// The rows of g from s to e (local rows), a graph of their own.
-KnnGraph slice_rows(const KnnGraph& g, int64_t s, int64_t e) {
-  KnnGraph out(e - s, g.k);
-  std::copy(g.nbr_row(s), g.nbr_row(s) + (e - s) * g.k, out.nbrs.begin());
-  std::copy(g.dist_row(s), g.dist_row(s) + (e - s) * g.k, out.dists.begin());
+// Block b of plan_blocks (empty past this process's last one): its rows [s, e) (local), their
+// lists as a graph of their own, the rows those lists name outside the block (ascending, held
+// here or elsewhere) and, of those, the ones other processes hold (to be asked of them).
+struct Block {
+  int64_t s = 0, e = 0;
+  KnnGraph g;
+  std::vector<int64_t> named, foreign;
+};
+Block block_of(const KnnGraph& g, int64_t lo, const RowBlocks& rb, int64_t b) {
+  Block out;
+  out.s = std::min(g.n, b * rb.size);
+  out.e = std::min(g.n, out.s + rb.size);
+  out.g = KnnGraph(out.e - out.s, g.k);
+  std::copy(g.nbr_row(out.s), g.nbr_row(out.e), out.g.nbrs.begin());
+  std::copy(g.dist_row(out.s), g.dist_row(out.e), out.g.dists.begin());
+  out.named = halo_ids(out.g, lo + out.s);
+  for (int64_t j : out.named)
+    if (!held_here(j, lo, g.n)) out.foreign.push_back(j);
   return out;
 }
 
-// Parents of this process's rows, linked in blocks of rows: each block's halo (the rows its
+// Parents of this process's rows, linked in blocks (plan_blocks): each block's halo (the rows its
 // lists name, with their lists, sqrt(q) and density) is assembled from this process's rows and
-// from their holders, used and dropped. One block when every row named fits `budget_bytes`;
-// else blocks of rows whose k names each fit it. Every process takes part in as many rounds as
-// the process with the most blocks (it answers the others' questions in each).
+// from their holders, used and dropped.
 struct BlockedLinks {
   Links links;
   int64_t fetched_rows = 0, blocks = 0, most_held = 0;  // most_held: the largest block's halo rows
@@ -136,25 +146,21 @@ BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g
   // A halo row: its list, sqrt(q), density and id, held twice (as fetched, then in the part).
   const int64_t row_bytes = 2 * (k * (tpdi ? 8 : 4) + 24);
   const RowBlocks rb = plan_blocks(c, part, g, lo, row_bytes, budget_bytes);
-  const int64_t block = rb.size;
   BlockedLinks out;
   out.blocks = rb.rounds;
   out.links.max_conn = params.max_conn;
   Progress prog("link blocks", out.blocks);
   for (int64_t b = 0; b < out.blocks; ++b) {
-    const int64_t s = std::min(n_own, b * block), e = std::min(n_own, s + block), nb = e - s;
-    const KnnGraph gb = slice_rows(g, s, e);
+    const Block blk = block_of(g, lo, rb, b);
+    const int64_t s = blk.s, e = blk.e, nb = e - s;
     HaloRows h;
-    h.ids = halo_ids(gb, lo + s);
-    std::vector<int64_t> foreign;
-    for (int64_t j : h.ids)
-      if (!held_here(j, lo, n_own)) foreign.push_back(j);
-    const auto asked = ask_holders(c, part, foreign);
+    h.ids = blk.named;
+    const auto asked = ask_holders(c, part, blk.foreign);
     const auto f_nbrs = answer_asked<int32_t>(c, asked, lo, k, [&](int64_t i) { return g.nbr_row(i); });
     const auto f_sq = tpdi ? answer_asked<float>(c, asked, lo, k, [&](int64_t i) { return sq.data() + i * k; })
                            : std::vector<float>();
     const auto f_rho = answer_asked<double>(c, asked, lo, 1, [&](int64_t i) { return rho.data() + i; });
-    out.fetched_rows += static_cast<int64_t>(foreign.size());
+    out.fetched_rows += static_cast<int64_t>(blk.foreign.size());
     out.most_held = std::max(out.most_held, static_cast<int64_t>(h.ids.size()));
     if (c.rank() == 0) prog.update(b + 1);
     c.step([&] {
@@ -173,7 +179,7 @@ BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g
       }
       const std::vector<float> sq_block = tpdi ? std::vector<float>(sq.begin() + s * k, sq.begin() + e * k) : std::vector<float>();
       const std::vector<double> rho_block(rho.begin() + s, rho.begin() + e);
-      const Links lb = select_parents_part(make_graph_part(gb, lo + s, sq_block, rho_block, h), params);
+      const Links lb = select_parents_part(make_graph_part(blk.g, lo + s, sq_block, rho_block, h), params);
       out.links.parent.insert(out.links.parent.end(), lb.parent.begin(), lb.parent.end());
       out.links.dist.insert(out.links.dist.end(), lb.dist.begin(), lb.dist.end());
     });
@@ -193,14 +199,11 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
   out.n = n_own;
   out.k = g.k;
   for (int64_t b = 0; b < rb.rounds; ++b) {
-    const int64_t s = std::min(n_own, b * rb.size), e = std::min(n_own, s + rb.size), nb = e - s;
-    const KnnGraph gb = slice_rows(g, s, e);
-    const std::vector<int64_t> ids = halo_ids(gb, lo + s);  // rows named outside the block, here or elsewhere
-    std::vector<int64_t> foreign;
-    for (int64_t j : ids)
-      if (!held_here(j, lo, n_own)) foreign.push_back(j);
+    const Block blk = block_of(g, lo, rb, b);
+    const int64_t s = blk.s, e = blk.e, nb = e - s;
+    const std::vector<int64_t>& ids = blk.named;
     const std::vector<float> fetched =
-        answer_asked<float>(c, ask_holders(c, part, foreign), lo, d, [&](int64_t i) { return x.row(i); });
+        answer_asked<float>(c, ask_holders(c, part, blk.foreign), lo, d, [&](int64_t i) { return x.row(i); });
     c.step([&] {
       if (nb == 0) return;
       Matrix xl(nb + static_cast<int64_t>(ids.size()), d);
@@ -217,8 +220,8 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
         return static_cast<int32_t>(nb + (std::lower_bound(ids.begin(), ids.end(), int64_t{j}) - ids.begin()));
       };
       for (int64_t i = 0; i < nb * g.k; ++i) {
-        gl.nbrs[static_cast<size_t>(i)] = local_id(gb.nbrs[static_cast<size_t>(i)]);
-        gl.dists[static_cast<size_t>(i)] = gb.dists[static_cast<size_t>(i)];
+        gl.nbrs[static_cast<size_t>(i)] = local_id(blk.g.nbrs[static_cast<size_t>(i)]);
+        gl.dists[static_cast<size_t>(i)] = blk.g.dists[static_cast<size_t>(i)];
       }
       KnnGraph lb = plan_learned_graph(plan, xl, gl, nb);
       for (int32_t& j : lb.nbrs)

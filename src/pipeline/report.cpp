@@ -270,17 +270,6 @@ std::string chart_bins(const std::vector<BinScores>& bins, const std::string& ti
 
 }  // namespace
 
-void LinkSummary::add(const LinkSummary& other) {
-  if (histogram.empty()) {
-    *this = other;
-    return;
-  }
-  FC_CHECK(histogram.size() == other.histogram.size() && below.size() == other.below.size(),
-           "internal: link summaries of different shapes");
-  for (size_t b = 0; b < histogram.size(); ++b) histogram[b] += other.histogram[b];
-  for (size_t t = 0; t < below.size(); ++t) below[t] += other.below[t];
-}
-
 LinkSummary summarize_links(const Links& links) {
   LinkSummary s;
   s.histogram.assign(kLinkBins, 0);
