@@ -14,16 +14,25 @@
 
 namespace facecluster {
 
+// Similarity of the kNN pairs: strangers one Gaussian; the same person two, tight and loose
+// pairs (identities differ in spread, some have two modes): same_mean / same_sd the tight part,
+// loose_mean / loose_sd the loose part, loose_share the loose part's share of the class (0: one
+// Gaussian).
 struct Mixture {
   double same_mean = 0, same_sd = 0, diff_mean = 0, diff_sd = 0, same_weight = 0;
+  double loose_mean = 0, loose_sd = 1, loose_share = 0;
   int iterations = 0;
+  double same_pdf(double s) const;  // the same class's density at similarity s
+  double diff_pdf(double s) const;
+  double same_class_mean() const { return (1 - loose_share) * same_mean + loose_share * loose_mean; }
 };
 
 // The kNN pairs as a mixture of same-person and stranger pairs seen two ways: the pair's
-// similarity (a Gaussian per class) and the overlap of the two faces' neighbour lists (a free
-// histogram of kOverlapBins bins per class), the two views independent given the class. EM
-// starts from the pairs sharing at least half their lists as "same" and under a tenth as
-// "different" and then learns what overlap each class really has (docs/calibration.md).
+// similarity (Mixture) and the overlap of the two faces' neighbour lists (a free histogram of
+// kOverlapBins bins per class), the two views independent given the class. EM starts from the
+// pairs sharing at least half their lists as "same" (split at their median similarity into
+// tight and loose) and under a tenth as "different", and then learns what overlap each class
+// really has (docs/calibration.md).
 constexpr int kOverlapBins = 10;
 constexpr double kStartSameOverlap = 0.5, kStartDiffOverlap = 0.1;
 struct TwoViewMixture {

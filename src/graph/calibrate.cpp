@@ -19,7 +19,7 @@ double normal_pdf(double x, double mean, double sd) {
 // The two classes' weighted densities at similarity s: (same weight x same pdf, the same for
 // "different"); Bayes' rule divides the first by their sum.
 std::pair<double, double> class_densities(const Mixture& m, double s) {
-  return {m.same_weight * normal_pdf(s, m.same_mean, m.same_sd), (1 - m.same_weight) * normal_pdf(s, m.diff_mean, m.diff_sd)};
+  return {m.same_weight * m.same_pdf(s), (1 - m.same_weight) * m.diff_pdf(s)};
 }
 
 std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 0, double e = 0) {
@@ -29,6 +29,13 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 }
 
 }  // namespace
+
+double Mixture::same_pdf(double s) const {
+  const double tight = normal_pdf(s, same_mean, same_sd);
+  return loose_share > 0 ? (1 - loose_share) * tight + loose_share * normal_pdf(s, loose_mean, loose_sd) : tight;
+}
+
+double Mixture::diff_pdf(double s) const { return normal_pdf(s, diff_mean, diff_sd); }
 
 double TwoViewMixture::posterior(double s, double overlap) const {
   const size_t bin = std::min(overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(overlap_same.size())));
@@ -40,35 +47,50 @@ double TwoViewMixture::posterior(double s, double overlap) const {
 
 namespace {
 
-// EM from responsibilities r (one per pair) until they settle; returns the fit of the last M-step.
+// EM from responsibilities r (one per pair, P(same)) until they settle; returns the fit of the
+// last M-step. `f` holds the parameters the same class is split by (its tight and loose parts);
+// before the first fit (same_sd 0) the same pairs are split at similarity `first_split`.
 TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<float>& overlap, std::vector<double>& r,
-                               double min_sd, int max_iter) {
+                               TwoViewMixture f, double first_split, double min_sd, int max_iter) {
   const size_t n = s.size();
-  TwoViewMixture f;
   f.overlap_same.assign(kOverlapBins, 0);
   f.overlap_diff.assign(kOverlapBins, 0);
   std::vector<int> bin(n);
   for (size_t i = 0; i < n; ++i)
     bin[i] = std::min(kOverlapBins - 1, static_cast<int>(std::max(0.f, overlap[i]) * kOverlapBins));
   for (int it = 0; it < max_iter; ++it) {
-    // M-step: class weight, a Gaussian per class for similarity, a histogram per class for overlap
-    // (one pseudo-count per bin, so no bin is impossible for either class).
-    double w1 = 0, s1 = 0, w0 = 0, s0 = 0;
-    std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0);
+    Mixture& m = f.similarity;
+    // The share of each same pair's weight in the loose part (the E-step within the class).
+    auto loose_part = [&](double x) {
+      if (m.same_sd <= 0) return x < first_split ? 1.0 : 0.0;
+      const double a = (1 - m.loose_share) * normal_pdf(x, m.same_mean, m.same_sd);
+      const double b = m.loose_share * normal_pdf(x, m.loose_mean, m.loose_sd);
+      return a + b > 0 ? b / (a + b) : (x < m.same_mean ? 1.0 : 0.0);
+    };
+    // M-step: class weight, two Gaussians for the same class and one for strangers over
+    // similarity, a histogram per class for overlap (one pseudo-count per bin, so no bin is
+    // impossible for either class).
+    double w1 = 0, s1 = 0, wl = 0, sl = 0, w0 = 0, s0 = 0;
+    std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0), loose(n);
     for (size_t i = 0; i < n; ++i) {
-      w1 += r[i], s1 += r[i] * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
+      loose[i] = r[i] * loose_part(s[i]);
+      const double tight = r[i] - loose[i];
+      w1 += tight, s1 += tight * s[i], wl += loose[i], sl += loose[i] * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
       h1[bin[i]] += r[i], h0[bin[i]] += 1 - r[i];
     }
-    Mixture& m = f.similarity;
-    m.same_weight = std::clamp(w1 / double(n), 1e-4, 1 - 1e-4);
+    m.same_weight = std::clamp((w1 + wl) / double(n), 1e-4, 1 - 1e-4);
+    m.loose_share = w1 + wl > 1e-9 ? wl / (w1 + wl) : 0.0;
     m.same_mean = w1 > 1e-9 ? s1 / w1 : m.same_mean;
+    m.loose_mean = wl > 1e-9 ? sl / wl : m.loose_mean;
     m.diff_mean = w0 > 1e-9 ? s0 / w0 : m.diff_mean;
-    double v1 = 0, v0 = 0;
+    double v1 = 0, vl = 0, v0 = 0;
     for (size_t i = 0; i < n; ++i) {
-      v1 += r[i] * (s[i] - m.same_mean) * (s[i] - m.same_mean);
+      v1 += (r[i] - loose[i]) * (s[i] - m.same_mean) * (s[i] - m.same_mean);
+      vl += loose[i] * (s[i] - m.loose_mean) * (s[i] - m.loose_mean);
       v0 += (1 - r[i]) * (s[i] - m.diff_mean) * (s[i] - m.diff_mean);
     }
     m.same_sd = std::max(min_sd, std::sqrt(w1 > 1e-9 ? v1 / w1 : 0.0));
+    m.loose_sd = std::max(min_sd, std::sqrt(wl > 1e-9 ? vl / wl : 0.0));
     m.diff_sd = std::max(min_sd, std::sqrt(w0 > 1e-9 ? v0 / w0 : 0.0));
     const double t1 = std::accumulate(h1.begin(), h1.end(), 0.0), t0 = std::accumulate(h0.begin(), h0.end(), 0.0);
     for (int b = 0; b < kOverlapBins; ++b) f.overlap_same[b] = h1[b] / t1, f.overlap_diff[b] = h0[b] / t0;
@@ -106,16 +128,31 @@ TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float
   std::vector<float> sub_s, sub_o;
   for (size_t i = 0; i < s.size(); i += stride) sub_s.push_back(s[i]), sub_o.push_back(overlap[i]);
   std::vector<double> r = start(sub_o);
-  TwoViewMixture f = run_two_view_em(sub_s, sub_o, r, min_sd, 500);
+  std::vector<float> start_same;
+  for (size_t i = 0; i < r.size(); ++i)
+    if (r[i] > 0.5) start_same.push_back(sub_s[i]);
+  if (start_same.empty()) start_same = sub_s;
+  std::nth_element(start_same.begin(), start_same.begin() + start_same.size() / 2, start_same.end());
+  const double first_split = start_same[start_same.size() / 2];
+  TwoViewMixture f = run_two_view_em(sub_s, sub_o, r, TwoViewMixture{}, first_split, min_sd, 500);
   if (stride > 1) {
     std::vector<double> all(s.size());
     for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
-    f = run_two_view_em(s, overlap, all, min_sd, 50);
+    f = run_two_view_em(s, overlap, all, f, first_split, min_sd, 50);
   }
   Mixture& m = f.similarity;
-  if (m.same_mean < m.diff_mean) {  // keep "same" as the higher-similarity class
-    std::swap(m.same_mean, m.diff_mean);
-    std::swap(m.same_sd, m.diff_sd);
+  if (m.loose_share > 0 && m.loose_mean > m.same_mean) {  // keep the tight part the upper one
+    std::swap(m.same_mean, m.loose_mean);
+    std::swap(m.same_sd, m.loose_sd);
+    m.loose_share = 1 - m.loose_share;
+  }
+  if (m.same_class_mean() < m.diff_mean) {  // keep "same" as the higher-similarity class
+    // The class fitted as two Gaussians becomes "different": one Gaussian with its moments.
+    const double mean = m.same_class_mean(), q = m.loose_share;
+    const double var = (1 - q) * (m.same_sd * m.same_sd + (m.same_mean - mean) * (m.same_mean - mean)) +
+                       q * (m.loose_sd * m.loose_sd + (m.loose_mean - mean) * (m.loose_mean - mean));
+    m.same_mean = m.diff_mean, m.same_sd = m.diff_sd, m.loose_share = 0;
+    m.diff_mean = mean, m.diff_sd = std::sqrt(var);
     std::swap(f.overlap_same, f.overlap_diff);
     m.same_weight = 1 - m.same_weight;
   }
@@ -279,9 +316,10 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
     expected_same += p;
   }
   const Mixture& m = c.fit.similarity;
-  c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity mean %.3f sd %.3f, different "
-                        "mean %.3f sd %.3f, same share %.2f",
-                        m.same_mean, m.same_sd, m.diff_mean, m.diff_sd, m.same_weight));
+  c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity mean %.3f sd %.3f (%.0f%% of "
+                        "its pairs) and mean %.3f sd %.3f, ",
+                        m.same_mean, m.same_sd, 100 * (1 - m.loose_share), m.loose_mean, m.loose_sd) +
+                    fmt("different mean %.3f sd %.3f, same share %.2f", m.diff_mean, m.diff_sd, m.same_weight));
   auto typical_overlap = [](const std::vector<double>& h) {
     double mean = 0;
     for (size_t b = 0; b < h.size(); ++b) mean += h[b] * (double(b) + 0.5) / double(h.size());

@@ -91,6 +91,42 @@ TEST(Calibrate, LearnsTheOverlapOfStrangersWhenTheStartIsImpure) {
   EXPECT_NEAR(p.threshold(), 0.9405, 0.006);
 }
 
+TEST(Calibrate, KeepsTheLoosePairsOfTheSamePersonWithIt) {
+  // The shape of the synthetic families where one Gaussian per class failed (large, loose
+  // identities; parameters as fitted on family 530661175 by three free components): 85% of the
+  // kNN pairs are the same person, half of them loose (lower similarity, fewer shared
+  // neighbours), a few tight strangers below. With one Gaussian for the same person the
+  // strangers' Gaussian took the loose pairs (same share fitted 0.44). The fit must keep the
+  // class share, and P(same) must cross one half where Bayes' rule on the generating model does.
+  const double share = 0.85, loose = 0.5;
+  std::mt19937_64 rng(23);
+  std::normal_distribution<double> tight_s(0.394, 0.066), loose_s(0.277, 0.049), diff_s(0.117, 0.015);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<float> s, ov;
+  for (int i = 0; i < 80000; ++i) {
+    const double c = u(rng);
+    if (c < share * (1 - loose)) s.push_back(static_cast<float>(tight_s(rng))), ov.push_back(static_cast<float>(0.45 + 0.5 * u(rng)));
+    else if (c < share) s.push_back(static_cast<float>(loose_s(rng))), ov.push_back(static_cast<float>(0.2 + 0.3 * u(rng)));
+    else s.push_back(static_cast<float>(diff_s(rng))), ov.push_back(static_cast<float>(0.3 * u(rng) * u(rng)));
+  }
+  const TwoViewMixture f = fit_two_view(s, ov);
+  EXPECT_NEAR(f.similarity.same_weight, share, 0.02);
+  auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
+  double crossing = 0;  // where share (loose N + tight N) = (1 - share) N_strangers, scanning up
+  for (double x = 0.117; x < 0.394; x += 1e-4) {
+    const double same = share * ((1 - loose) * pdf(x, 0.394, 0.066) + loose * pdf(x, 0.277, 0.049));
+    if (same >= (1 - share) * pdf(x, 0.117, 0.015)) {
+      crossing = x;
+      break;
+    }
+  }
+  ASSERT_GT(crossing, 0.117);
+  const SameProbability p(f.similarity, 0.0, 0.7);
+  EXPECT_NEAR(p.threshold(), crossing, 0.01);
+  EXPECT_GT(f.posterior(0.277, 0.35), 0.9);  // a typical loose pair
+  EXPECT_LT(f.posterior(0.117, 0.05), 0.1);  // a typical stranger
+}
+
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   // A graph with identities in it (a random graph has none, and its fit is degenerate).
   SynthOptions o;
@@ -113,11 +149,13 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   }
   const Calibration c = calibrate_graph(g, GraphParams{});
   const KnnGraph out = apply_calibration(g, c);
-  // Independent expectation: P(same | s) from the fitted mixture's two Gaussians by Bayes' rule.
+  // Independent expectation: P(same | s) from the fitted mixture's Gaussians (the same class's
+  // tight and loose parts, the strangers') by Bayes' rule.
   const Mixture& m = c.fit.similarity;
   auto bayes = [&](double s) {
     auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
-    const double a = m.same_weight * pdf(s, m.same_mean, m.same_sd);
+    const double a = m.same_weight * ((1 - m.loose_share) * pdf(s, m.same_mean, m.same_sd) +
+                                      m.loose_share * pdf(s, m.loose_mean, m.loose_sd));
     const double b = (1 - m.same_weight) * pdf(s, m.diff_mean, m.diff_sd);
     return a / (a + b);
   };
