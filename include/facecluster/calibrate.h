@@ -1,6 +1,6 @@
 // Self-calibration for clustering without labels (docs/calibration.md): a two-class mixture
-// fitted to the kNN pairs, seen by their similarity and by the overlap of the two faces'
-// neighbour lists, turns each graph distance into a calibrated 1 - P(same identity) (plus the
+// fitted to the kNN pairs, seen by their similarity and by how much of one face's neighbour
+// list lies in the other's neighbourhood, turns each graph distance into a calibrated 1 - P(same identity) (plus the
 // raw order within a class), the scale the method's constants were designed for; the linking
 // threshold is the one whose clustering makes the sampled pairs' probabilities most likely.
 #pragma once
@@ -28,12 +28,17 @@ struct Mixture {
 };
 
 // The kNN pairs as a mixture of same-person and stranger pairs seen two ways: the pair's
-// similarity (Mixture) and the overlap of the two faces' neighbour lists (a free histogram of
-// kOverlapBins bins per class), the two views independent given the class. EM starts from the
+// similarity (Mixture) and the overlap of neighbourhoods (the share of j's list found in the
+// lists of i and of i's kOverlapReach nearest neighbours; a free histogram of kOverlapBins bins
+// per class), the two views independent given the class. EM starts from the
 // pairs sharing at least half their lists as "same" (split at their median similarity into
 // tight and loose) and under a tenth as "different", and then learns what overlap each class
 // really has (docs/calibration.md).
 constexpr int kOverlapBins = 10;
+// How far the overlap view looks past i's own list: a loose member of an identity larger than
+// the list shares little of its list with i but much with the faces next to i; a stranger shares
+// little with either (docs/calibration.md). A handful: results were flat from 3 to 10.
+constexpr int kOverlapReach = 5;
 constexpr double kStartSameOverlap = 0.5, kStartDiffOverlap = 0.1;
 struct TwoViewMixture {
   Mixture similarity;
@@ -85,7 +90,7 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);
 // calibrate_graph in steps, for a process holding only some rows of the graph (a distributed
 // run): each samples its rows, the samples are joined in row order, and every process fits the
 // same calibration from them.
-struct PairSample {  // the pairs, each with its similarity and the overlap of the two lists
+struct PairSample {  // the pairs, each with its similarity and the overlap of neighbourhoods
   std::vector<int32_t> a, b;
   std::vector<float> sim, overlap;
 };

@@ -198,16 +198,16 @@ double SameProbability::operator()(double s) const {
 
 namespace {
 
-// The ids of one neighbour list, for membership tests (open addressing, at most half full).
+// The ids of a few neighbour lists, for membership tests (open addressing, at most half full).
 class RowSet {
  public:
-  explicit RowSet(int k) {
+  explicit RowSet(int capacity) {
     size_t cap = 16;
-    while (cap < 2 * static_cast<size_t>(k)) cap *= 2;
+    while (cap < 2 * static_cast<size_t>(capacity)) cap *= 2;
     slot_.assign(cap, -1);
   }
-  void fill(const int32_t* ids, int k) {
-    std::fill(slot_.begin(), slot_.end(), -1);
+  void clear() { std::fill(slot_.begin(), slot_.end(), -1); }
+  void add(const int32_t* ids, int k) {
     for (int j = 0; j < k; ++j)
       if (ids[j] >= 0) {
         size_t h = hash(ids[j]);
@@ -246,13 +246,17 @@ PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, cons
   std::vector<std::vector<int32_t>> others(sampled.size());
 #pragma omp parallel if (sampled.size() > 2000)
   {
-    RowSet members(k);
+    RowSet members((kOverlapReach + 1) * k);
 #pragma omp for schedule(dynamic, 64)
     for (size_t r = 0; r < sampled.size(); ++r) {
       const int64_t i = first_row + sampled[r];
       const int32_t* nb = rows.nbr_row(sampled[r]);
       const float* d = rows.dist_row(sampled[r]);
-      members.fill(nb, k);
+      // i's neighbourhood: its list and the lists of its kOverlapReach nearest other faces.
+      members.clear();
+      members.add(nb, k);
+      for (int j = 0, reached = 0; j < k && reached < kOverlapReach; ++j)
+        if (nb[j] >= 0 && nb[j] != i) members.add(nbrs_of(nb[j]), k), ++reached;
       for (int j = 0; j < k; ++j) {
         if (nb[j] < 0 || nb[j] == i) continue;
         const int32_t* other = nbrs_of(nb[j]);
@@ -316,9 +320,10 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
     expected_same += p;
   }
   const Mixture& m = c.fit.similarity;
-  c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity mean %.3f sd %.3f (%.0f%% of "
-                        "its pairs) and mean %.3f sd %.3f, ",
-                        m.same_mean, m.same_sd, 100 * (1 - m.loose_share), m.loose_mean, m.loose_sd) +
+  c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity, tight pairs mean %.3f sd %.3f "
+                        "(%.0f%%) and ",
+                        m.same_mean, m.same_sd, 100 * (1 - m.loose_share)) +
+                    fmt("loose pairs mean %.3f sd %.3f (%.0f%%), ", m.loose_mean, m.loose_sd, 100 * m.loose_share) +
                     fmt("different mean %.3f sd %.3f, same share %.2f", m.diff_mean, m.diff_sd, m.same_weight));
   auto typical_overlap = [](const std::vector<double>& h) {
     double mean = 0;

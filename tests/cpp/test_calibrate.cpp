@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "facecluster/calibrate.h"
 #include "facecluster/graph.h"
@@ -125,6 +126,42 @@ TEST(Calibrate, KeepsTheLoosePairsOfTheSamePersonWithIt) {
   EXPECT_NEAR(p.threshold(), crossing, 0.01);
   EXPECT_GT(f.posterior(0.277, 0.35), 0.9);  // a typical loose pair
   EXPECT_LT(f.posterior(0.117, 0.05), 0.1);  // a typical stranger
+}
+
+TEST(Calibrate, OverlapIsTheShareOfTheListInTheNeighbourhood) {
+  // A random graph (self first, some padded entries): each sampled pair's overlap must be the
+  // share of b's list found in a's list or in the lists of a's kOverlapReach nearest others,
+  // counted here by brute force over std::set.
+  const int64_t n = 300;
+  const int k = 12;
+  std::mt19937_64 rng(4);
+  KnnGraph g(n, k);
+  for (int64_t i = 0; i < n; ++i) {
+    g.nbr_row(i)[0] = static_cast<int32_t>(i), g.dist_row(i)[0] = 0.f;
+    for (int j = 1; j < k; ++j) {
+      g.nbr_row(i)[j] = j == k - 1 && i % 7 == 0 ? -1 : static_cast<int32_t>(rng() % n);
+      g.dist_row(i)[j] = 0.1f * j;
+    }
+  }
+  const PairSample ps = sample_pairs(g, 0, n, [&](int32_t j) { return g.nbr_row(j); });
+  ASSERT_EQ(calibration_row_stride(n, k), 1);
+  size_t checked = 0;
+  for (size_t q = 0; q < ps.a.size(); ++q) {
+    const int32_t a = ps.a[q], b = ps.b[q];
+    std::set<int32_t> hood(g.nbr_row(a), g.nbr_row(a) + k);
+    int reached = 0;
+    for (int j = 0; j < k && reached < kOverlapReach; ++j) {
+      const int32_t v = g.nbr_row(a)[j];
+      if (v < 0 || v == a) continue;
+      hood.insert(g.nbr_row(v), g.nbr_row(v) + k);
+      ++reached;
+    }
+    int shared = 0;
+    for (int l = 0; l < k; ++l) shared += g.nbr_row(b)[l] >= 0 && hood.count(g.nbr_row(b)[l]) > 0;
+    ASSERT_FLOAT_EQ(ps.overlap[q], float(shared) / float(k)) << "pair " << a << " " << b;
+    ++checked;
+  }
+  EXPECT_GT(checked, size_t(n) * (k - 2));
 }
 
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
