@@ -330,8 +330,8 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
     for (size_t b = 0; b < h.size(); ++b) mean += h[b] * (double(b) + 0.5) / double(h.size());
     return mean;
   };
-  c.notes.push_back(fmt("of %.0f sampled neighbour pairs, %.0f are expected to be the same person; they share %.2f of "
-                        "their neighbour lists on average, strangers %.2f",
+  c.notes.push_back(fmt("of %.0f sampled neighbour pairs, %.0f are expected to be the same person; %.2f of one's list "
+                        "lies in the other's neighbourhood on average for them, %.2f for strangers",
                         double(sim.size()), expected_same, typical_overlap(c.fit.overlap_same),
                         typical_overlap(c.fit.overlap_diff)));
   c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity) + %.3f x distance / %.3f (the median kNN "
