@@ -31,19 +31,35 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 }  // namespace
 
 double Mixture::same_pdf(double s) const {
-  const double tight = normal_pdf(s, same_mean, same_sd);
-  return loose_share > 0 ? (1 - loose_share) * tight + loose_share * normal_pdf(s, loose_mean, loose_sd) : tight;
+  const double tight = (1 - loose_share) * normal_pdf(s, same_mean, same_sd);
+  return loose_share > 0 ? tight + loose_share * normal_pdf(s, loose_mean, loose_sd) : tight;
 }
 
 double Mixture::diff_pdf(double s) const { return normal_pdf(s, diff_mean, diff_sd); }
 
-double TwoViewMixture::posterior(double s, double overlap) const {
-  const size_t bin = std::min(overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(overlap_same.size())));
-  const Mixture& m = similarity;
-  const auto [same, diff] = class_densities(m, s);
-  const double a = same * overlap_same[bin], b = diff * overlap_diff[bin];
-  return a + b > 0 ? a / (a + b) : (s > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
+namespace {
+
+// One pair under a fit: P(same | s, overlap), and the share of its same-class weight that is in
+// the loose part (the E-step within the class). Both from the same three densities, once.
+struct PairTerms {
+  double same = 0, loose = 0;
+};
+PairTerms pair_terms(const TwoViewMixture& f, double s, double overlap) {
+  const Mixture& m = f.similarity;
+  const double tight = (1 - m.loose_share) * normal_pdf(s, m.same_mean, m.same_sd);
+  const double loose = m.loose_share > 0 ? m.loose_share * normal_pdf(s, m.loose_mean, m.loose_sd) : 0.0;
+  const size_t bin = std::min(f.overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(f.overlap_same.size())));
+  const double a = m.same_weight * (tight + loose) * f.overlap_same[bin];
+  const double b = (1 - m.same_weight) * m.diff_pdf(s) * f.overlap_diff[bin];
+  PairTerms t;
+  t.same = a + b > 0 ? a / (a + b) : (s > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
+  t.loose = tight + loose > 0 ? loose / (tight + loose) : (s < m.same_mean ? 1.0 : 0.0);
+  return t;
 }
+
+}  // namespace
+
+double TwoViewMixture::posterior(double s, double overlap) const { return pair_terms(*this, s, overlap).same; }
 
 namespace {
 
@@ -53,29 +69,24 @@ namespace {
 TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<float>& overlap, std::vector<double>& r,
                                TwoViewMixture f, double first_split, double min_sd, int max_iter) {
   const size_t n = s.size();
-  f.overlap_same.assign(kOverlapBins, 0);
-  f.overlap_diff.assign(kOverlapBins, 0);
   std::vector<int> bin(n);
   for (size_t i = 0; i < n; ++i)
     bin[i] = std::min(kOverlapBins - 1, static_cast<int>(std::max(0.f, overlap[i]) * kOverlapBins));
+  std::vector<double> split(n);  // each pair's share of its same-class weight in the loose part
+  for (size_t i = 0; i < n; ++i)
+    split[i] = f.similarity.same_sd <= 0 ? (s[i] < first_split ? 1.0 : 0.0) : pair_terms(f, s[i], overlap[i]).loose;
+  f.overlap_same.assign(kOverlapBins, 0);
+  f.overlap_diff.assign(kOverlapBins, 0);
   for (int it = 0; it < max_iter; ++it) {
     Mixture& m = f.similarity;
-    // The share of each same pair's weight in the loose part (the E-step within the class).
-    auto loose_part = [&](double x) {
-      if (m.same_sd <= 0) return x < first_split ? 1.0 : 0.0;
-      const double a = (1 - m.loose_share) * normal_pdf(x, m.same_mean, m.same_sd);
-      const double b = m.loose_share * normal_pdf(x, m.loose_mean, m.loose_sd);
-      return a + b > 0 ? b / (a + b) : (x < m.same_mean ? 1.0 : 0.0);
-    };
     // M-step: class weight, two Gaussians for the same class and one for strangers over
     // similarity, a histogram per class for overlap (one pseudo-count per bin, so no bin is
     // impossible for either class).
     double w1 = 0, s1 = 0, wl = 0, sl = 0, w0 = 0, s0 = 0;
-    std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0), loose(n);
+    std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0);
     for (size_t i = 0; i < n; ++i) {
-      loose[i] = r[i] * loose_part(s[i]);
-      const double tight = r[i] - loose[i];
-      w1 += tight, s1 += tight * s[i], wl += loose[i], sl += loose[i] * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
+      const double loose = r[i] * split[i], tight = r[i] - loose;
+      w1 += tight, s1 += tight * s[i], wl += loose, sl += loose * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
       h1[bin[i]] += r[i], h0[bin[i]] += 1 - r[i];
     }
     m.same_weight = std::clamp((w1 + wl) / double(n), 1e-4, 1 - 1e-4);
@@ -85,8 +96,9 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
     m.diff_mean = w0 > 1e-9 ? s0 / w0 : m.diff_mean;
     double v1 = 0, vl = 0, v0 = 0;
     for (size_t i = 0; i < n; ++i) {
-      v1 += (r[i] - loose[i]) * (s[i] - m.same_mean) * (s[i] - m.same_mean);
-      vl += loose[i] * (s[i] - m.loose_mean) * (s[i] - m.loose_mean);
+      const double loose = r[i] * split[i];
+      v1 += (r[i] - loose) * (s[i] - m.same_mean) * (s[i] - m.same_mean);
+      vl += loose * (s[i] - m.loose_mean) * (s[i] - m.loose_mean);
       v0 += (1 - r[i]) * (s[i] - m.diff_mean) * (s[i] - m.diff_mean);
     }
     m.same_sd = std::max(min_sd, std::sqrt(w1 > 1e-9 ? v1 / w1 : 0.0));
@@ -95,12 +107,12 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
     const double t1 = std::accumulate(h1.begin(), h1.end(), 0.0), t0 = std::accumulate(h0.begin(), h0.end(), 0.0);
     for (int b = 0; b < kOverlapBins; ++b) f.overlap_same[b] = h1[b] / t1, f.overlap_diff[b] = h0[b] / t0;
     m.iterations = it + 1;
-    // E-step.
+    // E-step: P(same) and the split within the class, from the new parameters.
     double change = 0;
     for (size_t i = 0; i < n; ++i) {
-      const double next = f.posterior(s[i], overlap[i]);
-      change = std::max(change, std::fabs(next - r[i]));
-      r[i] = next;
+      const PairTerms t = pair_terms(f, s[i], overlap[i]);
+      change = std::max(change, std::fabs(t.same - r[i]));
+      r[i] = t.same, split[i] = t.loose;
     }
     if (change < 1e-6) break;
   }
