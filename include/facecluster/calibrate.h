@@ -1,13 +1,15 @@
 // Self-calibration for clustering without labels (docs/calibration.md): a two-class mixture
 // fitted to the kNN pairs, seen by their similarity and by how much of one face's neighbour
-// list lies in the other's neighbourhood, turns each graph distance into a calibrated 1 - P(same identity) (plus the
-// raw order within a class), the scale the method's constants were designed for; the linking
-// threshold is the one whose clustering makes the sampled pairs' probabilities most likely.
+// list lies in the other's neighbourhood, turns each graph distance into a calibrated
+// 1 - P(same identity) (plus the raw order within a class), the scale the method's constants
+// were designed for; the linking threshold is the one whose clustering makes the sampled pairs'
+// probabilities most likely.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facecluster/graph.h"
@@ -22,7 +24,9 @@ struct Mixture {
   double same_mean = 0, same_sd = 0, diff_mean = 0, diff_sd = 0, same_weight = 0;
   double loose_mean = 0, loose_sd = 1, loose_share = 0;
   int iterations = 0;
-  double same_pdf(double s) const;  // the same class's density at similarity s
+  // The same class's density at similarity s, and its two parts (each weighted by its share).
+  double same_pdf(double s) const;
+  std::pair<double, double> same_parts(double s) const;  // (tight, loose)
   double diff_pdf(double s) const;
   double same_class_mean() const { return (1 - loose_share) * same_mean + loose_share * loose_mean; }
 };
@@ -30,10 +34,10 @@ struct Mixture {
 // The kNN pairs as a mixture of same-person and stranger pairs seen two ways: the pair's
 // similarity (Mixture) and the overlap of neighbourhoods (the share of j's list found in the
 // lists of i and of i's kOverlapReach nearest neighbours; a free histogram of kOverlapBins bins
-// per class), the two views independent given the class. EM starts from the
-// pairs sharing at least half their lists as "same" (split at their median similarity into
-// tight and loose) and under a tenth as "different", and then learns what overlap each class
-// really has (docs/calibration.md).
+// per class), the two views independent given the class. EM starts from the pairs sharing at
+// least half their lists as "same" (split at their median similarity into tight and loose) and
+// under a tenth as "different", and then learns what overlap each class really has
+// (docs/calibration.md).
 constexpr int kOverlapBins = 10;
 // How far the overlap view looks past i's own list: a loose member of an identity larger than
 // the list shares little of its list with i but much with the faces next to i; a stranger shares

@@ -30,9 +30,14 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
 
 }  // namespace
 
+std::pair<double, double> Mixture::same_parts(double s) const {
+  return {(1 - loose_share) * normal_pdf(s, same_mean, same_sd),
+          loose_share > 0 ? loose_share * normal_pdf(s, loose_mean, loose_sd) : 0.0};
+}
+
 double Mixture::same_pdf(double s) const {
-  const double tight = (1 - loose_share) * normal_pdf(s, same_mean, same_sd);
-  return loose_share > 0 ? tight + loose_share * normal_pdf(s, loose_mean, loose_sd) : tight;
+  const auto [tight, loose] = same_parts(s);
+  return tight + loose;
 }
 
 double Mixture::diff_pdf(double s) const { return normal_pdf(s, diff_mean, diff_sd); }
@@ -46,8 +51,7 @@ struct PairTerms {
 };
 PairTerms pair_terms(const TwoViewMixture& f, double s, double overlap) {
   const Mixture& m = f.similarity;
-  const double tight = (1 - m.loose_share) * normal_pdf(s, m.same_mean, m.same_sd);
-  const double loose = m.loose_share > 0 ? m.loose_share * normal_pdf(s, m.loose_mean, m.loose_sd) : 0.0;
+  const auto [tight, loose] = m.same_parts(s);
   const size_t bin = std::min(f.overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(f.overlap_same.size())));
   const double a = m.same_weight * (tight + loose) * f.overlap_same[bin];
   const double b = (1 - m.same_weight) * m.diff_pdf(s) * f.overlap_diff[bin];
