@@ -39,6 +39,10 @@ struct Mixture {
 // under a tenth as "different", and then learns what overlap each class really has
 // (docs/calibration.md).
 constexpr int kOverlapBins = 10;
+// The histogram bin of an overlap (a share of k list entries): bin b holds [b / 10, (b + 1) / 10).
+// One rule for the fit and the posterior, so a share on a bin edge (56 / 80 = 0.7f, a hair under
+// 0.7 in float) is counted where it is scored.
+int overlap_bin(double overlap);
 // How far the overlap view looks past i's own list: a loose member of an identity larger than
 // the list shares little of its list with i but much with the faces next to i; a stranger shares
 // little with either (docs/calibration.md). A handful: results were flat from 3 to 10.

@@ -42,6 +42,12 @@ double Mixture::same_pdf(double s) const {
 
 double Mixture::diff_pdf(double s) const { return normal_pdf(s, diff_mean, diff_sd); }
 
+int overlap_bin(double overlap) {
+  // Shares are multiples of 1 / k; the tolerance puts one that float rounding left a hair under
+  // a bin edge on the edge.
+  return std::clamp(static_cast<int>(std::floor(overlap * kOverlapBins + 1e-6)), 0, kOverlapBins - 1);
+}
+
 namespace {
 
 // One pair under a fit: P(same | s, overlap), and the share of its same-class weight that is in
@@ -52,7 +58,7 @@ struct PairTerms {
 PairTerms pair_terms(const TwoViewMixture& f, double s, double overlap) {
   const Mixture& m = f.similarity;
   const auto [tight, loose] = m.same_parts(s);
-  const size_t bin = std::min(f.overlap_same.size() - 1, static_cast<size_t>(std::max(0.0, overlap) * double(f.overlap_same.size())));
+  const size_t bin = static_cast<size_t>(overlap_bin(overlap));
   const double a = m.same_weight * (tight + loose) * f.overlap_same[bin];
   const double b = (1 - m.same_weight) * m.diff_pdf(s) * f.overlap_diff[bin];
   PairTerms t;
@@ -75,7 +81,7 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
   const size_t n = s.size();
   std::vector<int> bin(n);
   for (size_t i = 0; i < n; ++i)
-    bin[i] = std::min(kOverlapBins - 1, static_cast<int>(std::max(0.f, overlap[i]) * kOverlapBins));
+    bin[i] = overlap_bin(overlap[i]);
   std::vector<double> split(n);  // each pair's share of its same-class weight in the loose part
   for (size_t i = 0; i < n; ++i)
     split[i] = f.similarity.same_sd <= 0 ? (s[i] < first_split ? 1.0 : 0.0) : pair_terms(f, s[i], overlap[i]).loose;
@@ -113,6 +119,7 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
     m.iterations = it + 1;
     // E-step: P(same) and the split within the class, from the new parameters.
     double change = 0;
+#pragma omp parallel for schedule(static) reduction(max : change) if (n > 50000)
     for (size_t i = 0; i < n; ++i) {
       const PairTerms t = pair_terms(f, s[i], overlap[i]);
       change = std::max(change, std::fabs(t.same - r[i]));

@@ -164,6 +164,18 @@ TEST(Calibrate, OverlapIsTheShareOfTheListInTheNeighbourhood) {
   EXPECT_GT(checked, size_t(n) * (k - 2));
 }
 
+TEST(Calibrate, OverlapBinIsTheIntegerShareOfTheList) {
+  // Overlaps are stored as float(shared) / float(k); each must land in bin floor(10 shared / k),
+  // counted in integers, including shares on a bin edge that float leaves a hair under it
+  // (56 / 80 = 0.7f < 0.7).
+  for (int k : {10, 20, 30, 64, 80, 100, 128, 200})
+    for (int shared = 0; shared <= k; ++shared)
+      ASSERT_EQ(overlap_bin(float(shared) / float(k)), std::min(kOverlapBins - 1, shared * kOverlapBins / k))
+          << shared << " of " << k;
+  EXPECT_EQ(overlap_bin(-0.5), 0);
+  EXPECT_EQ(overlap_bin(1.5), kOverlapBins - 1);
+}
+
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   // A graph with identities in it (a random graph has none, and its fit is degenerate).
   SynthOptions o;
