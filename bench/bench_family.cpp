@@ -121,7 +121,9 @@ Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool 
   r.def_fp = def.sweep[def.chosen].scores.pairwise_f;
   r.def_fb = def.sweep[def.chosen].scores.bcubed_f;
   r.def_tau = def.sweep[def.chosen].tau;
-  r.def_note = def.notes.empty() ? "" : def.notes.back();
+  // The cut's two notes: the middle part's share and the tau.
+  for (size_t i = def.notes.size() >= 2 ? def.notes.size() - 2 : 0; i < def.notes.size(); ++i)
+    r.def_note += (r.def_note.empty() ? "" : " | ") + def.notes[i];
   r.def_small = evaluate_by_size(def.labels, gt, 5).front().scores;
   r.def_sparse = evaluate_by_sparsity(def.labels, gt, x, 5).back().scores;
   std::vector<double> taus;

@@ -3,7 +3,8 @@
 // list lies in the other's neighbourhood, turns each graph distance into a calibrated
 // 1 - P(same identity) (plus the raw order within a class), the scale the method's constants
 // were designed for; the linking threshold is the one whose clustering makes the sampled pairs'
-// probabilities most likely.
+// probabilities most likely, those read from a three-part fit whose middle part's share of
+// same-person pairs is estimated together with the clustering.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +56,23 @@ struct TwoViewMixture {
 };
 TwoViewMixture fit_two_view(const std::vector<float>& similarity, const std::vector<float>& overlap);
 
+// The same pairs read a second way, for the cut only: three parts over similarity, each a
+// Gaussian with an overlap histogram of its own (tight same-person pairs, a middle part,
+// strangers; ordered by mean similarity). Whether the middle part is the same person (the loose
+// pairs of identities larger than the list) or strangers (hubs, look-alikes) is not in the
+// mixture's shape; likelihood_tau reads it off the clusterings (docs/calibration.md).
+struct ThreePartMixture {
+  static constexpr int kParts = 3;
+  struct Part {
+    double weight = 0, mean = 0, sd = 0;
+    std::vector<double> overlap;  // probability of each overlap bin
+  };
+  Part part[kParts];  // tight, middle, strangers
+  // P(part | similarity, overlap) for the three parts.
+  void responsibilities(double s, double overlap, double out[kParts]) const;
+};
+ThreePartMixture fit_three_part(const std::vector<float>& similarity, const std::vector<float>& overlap);
+
 // P(same | s), made non-decreasing in s.
 class SameProbability {
  public:
@@ -87,7 +105,10 @@ struct Calibration {
   // temperature (docs/calibration.md, "order within a class").
   double order_weight = 0, order_scale = 1;
   GraphParams params;  // what the graph stage should run with
-  std::vector<PairEvidence> pairs;  // the sampled pairs, for the cut (likelihood_tau)
+  std::vector<PairEvidence> pairs;  // the sampled pairs, log-odds under `fit`
+  // The same pairs under `three_part`: P(tight part) and P(middle part) of each, for the cut.
+  ThreePartMixture three_part;
+  std::vector<std::pair<float, float>> part_shares;
   std::vector<std::string> notes;
 };
 
@@ -128,6 +149,22 @@ void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row = 
 // 0.010, ..., 0.995, the one under which the sampled pairs' calibrated same-person probabilities
 // are most likely (pairs together: P; pairs apart: 1 - P). `note` says what was chosen.
 double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note);
+
+// The pairs' probabilities the cut uses. The three-part fit's middle part is read as the same
+// person when some clustering on the path explains the pairs better that way (all of it the same
+// person) than with all of it strangers (each reading scored by its best clustering's
+// log-likelihood, constant included). Then P(same) = P(tight) + theta x P(middle), theta (the
+// middle part's share of same-person pairs, 0, 0.05, ..., 1) estimated by maximum likelihood
+// together with the clustering. Otherwise the two-class fit's probabilities (c.pairs): read as
+// strangers, "everything apart" explains a large middle part at little cost whatever it is, so
+// that side of the comparison cannot be trusted (docs/calibration.md). `note` says which.
+constexpr int kMiddleShareSteps = 20;
+struct CutEvidence {
+  double middle_share = 0;  // theta, the best on the grid
+  bool middle_is_same = false;  // and the pairs below are P(tight) + theta x P(middle)
+  std::vector<PairEvidence> pairs;
+};
+CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* note);
 
 // The curve behind it: for tau = step / kSteps, the log-likelihood up to a constant (the sum of
 // the log-odds of the pairs together; 0 at step 0, where no link is kept) and how many pairs are

@@ -59,10 +59,10 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt 
 // Its last step, on a report whose links are set: labels at each tau of the plan (or at the
 // likelihood tau of the calibrated pairs), the sweep, and the labels returned (the best scored
 // against gt when given, else the first).
-void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r);
+void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r);
 // Its parts, for a run whose labels are made elsewhere (across processes): the taus to run (the
 // plan's, or the likelihood tau over r.links, its note added to r.notes) ...
-std::vector<double> taus_to_run(const RunPlan& plan, const std::vector<PairEvidence>& pairs, ClusterReport& r);
+std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, ClusterReport& r);
 // ... and one tau's labels added to r.sweep as entry `index`: clusters, scores against gt when
 // given; r.labels keeps the best by plan.select_by (the first without gt).
 void record_tau(const RunPlan& plan, size_t index, double tau, Labels&& labels, const Labels* gt, ClusterReport& r);

@@ -182,6 +182,109 @@ TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float
   return f;
 }
 
+void ThreePartMixture::responsibilities(double s, double overlap, double out[kParts]) const {
+  const size_t bin = static_cast<size_t>(overlap_bin(overlap));
+  double total = 0;
+  for (int c = 0; c < kParts; ++c)
+    total += out[c] = part[c].weight * normal_pdf(s, part[c].mean, part[c].sd) * part[c].overlap[bin];
+  for (int c = 0; c < kParts; ++c) out[c] = total > 0 ? out[c] / total : (c == kParts - 1 ? 1.0 : 0.0);
+}
+
+namespace {
+
+// EM for the three parts from responsibilities r (kParts per pair) until they settle.
+ThreePartMixture run_three_part_em(const std::vector<float>& s, const std::vector<float>& overlap, std::vector<double>& r,
+                                   double min_sd, int max_iter) {
+  constexpr int P = ThreePartMixture::kParts;
+  const size_t n = s.size();
+  std::vector<int> bin(n);
+  for (size_t i = 0; i < n; ++i) bin[i] = overlap_bin(overlap[i]);
+  ThreePartMixture f;
+  for (int it = 0; it < max_iter; ++it) {
+    // M-step in one pass: each part's weight, moments about its previous mean, and overlap
+    // histogram (one pseudo-count per bin, as in the two-class fit).
+    // Summed in fixed chunks, then the chunks in order: the same fit whatever the thread count.
+    double shift[P];
+    for (int c = 0; c < P; ++c) shift[c] = f.part[c].mean;
+    constexpr size_t kChunk = size_t{1} << 15;
+    constexpr int kSums = P * (3 + kOverlapBins);  // per part: weight, d1, d2, then the histogram
+    const size_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks * kSums, 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (size_t ch = 0; ch < chunks; ++ch) {
+      double* acc = &partial[ch * kSums];
+      for (size_t i = ch * kChunk; i < std::min(n, (ch + 1) * kChunk); ++i)
+        for (int c = 0; c < P; ++c) {
+          const double ri = r[i * P + c], d = s[i] - shift[c];
+          acc[c] += ri, acc[P + c] += ri * d, acc[2 * P + c] += ri * d * d, acc[3 * P + c * kOverlapBins + bin[i]] += ri;
+        }
+    }
+    double w[P] = {}, d1[P] = {}, d2[P] = {};
+    std::vector<double> h(P * kOverlapBins, 1.0);
+    for (size_t ch = 0; ch < chunks; ++ch) {
+      const double* acc = &partial[ch * kSums];
+      for (int c = 0; c < P; ++c) w[c] += acc[c], d1[c] += acc[P + c], d2[c] += acc[2 * P + c];
+      for (int b = 0; b < P * kOverlapBins; ++b) h[static_cast<size_t>(b)] += acc[3 * P + b];
+    }
+    for (int c = 0; c < P; ++c) {
+      ThreePartMixture::Part& q = f.part[c];
+      const double mean_shift = w[c] > 1e-9 ? d1[c] / w[c] : 0.0;
+      q.mean = shift[c] + mean_shift;
+      q.sd = std::max(min_sd, std::sqrt(w[c] > 1e-9 ? std::max(0.0, d2[c] / w[c] - mean_shift * mean_shift) : 0.0));
+      q.weight = std::max(w[c] / double(n), 1e-9);
+      const double t = std::accumulate(h.begin() + c * kOverlapBins, h.begin() + (c + 1) * kOverlapBins, 0.0);
+      q.overlap.resize(kOverlapBins);
+      for (int b = 0; b < kOverlapBins; ++b) q.overlap[b] = h[c * kOverlapBins + b] / t;
+    }
+    double change = 0;
+#pragma omp parallel for schedule(static) reduction(max : change) if (n > 50000)
+    for (size_t i = 0; i < n; ++i) {
+      double next[P];
+      f.responsibilities(s[i], overlap[i], next);
+      for (int c = 0; c < P; ++c) change = std::max(change, std::fabs(next[c] - r[i * P + c])), r[i * P + c] = next[c];
+    }
+    if (change < 1e-6) break;
+  }
+  return f;
+}
+
+}  // namespace
+
+ThreePartMixture fit_three_part(const std::vector<float>& s, const std::vector<float>& overlap) {
+  FC_CHECK(s.size() >= 10 && overlap.size() == s.size(), "internal: three-part fit on " << s.size() << " pairs");
+  constexpr int P = ThreePartMixture::kParts;
+  std::vector<float> sorted = s;
+  std::sort(sorted.begin(), sorted.end());
+  const double min_sd = std::max(1e-4, double(sorted[sorted.size() * 95 / 100] - sorted[sorted.size() * 5 / 100])) / 200;
+  // The start of the two-class fit, its "same" pairs split at their median similarity into the
+  // tight and the middle part.
+  const size_t stride = std::max<size_t>(1, s.size() / 200000);
+  std::vector<float> sub_s, sub_o;
+  for (size_t i = 0; i < s.size(); i += stride) sub_s.push_back(s[i]), sub_o.push_back(overlap[i]);
+  std::vector<float> start_same;
+  for (size_t i = 0; i < sub_s.size(); ++i)
+    if (sub_o[i] >= kStartSameOverlap) start_same.push_back(sub_s[i]);
+  if (start_same.empty()) start_same = sub_s;
+  std::nth_element(start_same.begin(), start_same.begin() + start_same.size() / 2, start_same.end());
+  const double split = start_same[start_same.size() / 2];
+  std::vector<double> r(sub_s.size() * P);
+  for (size_t i = 0; i < sub_s.size(); ++i) {
+    const double same = sub_o[i] >= kStartSameOverlap ? 1.0 : sub_o[i] < kStartDiffOverlap ? 0.0 : 0.5;
+    r[i * P + 0] = sub_s[i] >= split ? same : 0.0;
+    r[i * P + 1] = sub_s[i] >= split ? 0.0 : same;
+    r[i * P + 2] = 1 - same;
+  }
+  ThreePartMixture f = run_three_part_em(sub_s, sub_o, r, min_sd, 500);
+  if (stride > 1) {
+    r.assign(s.size() * P, 0.0);
+    for (size_t i = 0; i < s.size(); ++i) f.responsibilities(s[i], overlap[i], &r[i * P]);
+    f = run_three_part_em(s, overlap, r, min_sd, 50);
+  }
+  std::sort(std::begin(f.part), std::end(f.part),
+            [](const ThreePartMixture::Part& x, const ThreePartMixture::Part& y) { return x.mean > y.mean; });
+  return f;
+}
+
 SameProbability::SameProbability(const Mixture& m, double lo, double hi) : lo_(lo), hi_(std::max(hi, lo + 1e-9)) {
   const int bins = 4096;
   table_.resize(bins + 1);
@@ -336,11 +439,20 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
   c.same = SameProbability(c.fit.similarity, lo, hi);
   c.params = base;
   c.pairs.resize(sim.size());
+  c.three_part = fit_three_part(sim, ps.overlap);
+  c.part_shares.resize(sim.size());
+  auto log_odds = [](double p) {
+    p = std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
+    return static_cast<float>(std::log(p / (1 - p)));
+  };
   double expected_same = 0;
   for (size_t i = 0; i < sim.size(); ++i) {
-    const double p = std::clamp(c.fit.posterior(sim[i], ps.overlap[i]), kMinPairProbability, 1 - kMinPairProbability);
-    c.pairs[i] = {ps.a[i], ps.b[i], static_cast<float>(std::log(p / (1 - p)))};
-    expected_same += p;
+    const double p = c.fit.posterior(sim[i], ps.overlap[i]);
+    c.pairs[i] = {ps.a[i], ps.b[i], log_odds(p)};
+    expected_same += std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
+    double part[ThreePartMixture::kParts];
+    c.three_part.responsibilities(sim[i], ps.overlap[i], part);
+    c.part_shares[i] = {static_cast<float>(part[0]), static_cast<float>(part[1])};
   }
   const Mixture& m = c.fit.similarity;
   c.notes.push_back(fmt("pair mixture (similarity and shared neighbours): same identity, tight pairs mean %.3f sd %.3f "
@@ -385,15 +497,15 @@ void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
   }
 }
 
-LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {
+namespace {
+
+// For each pair, the first step (tau = step / kSteps) whose clustering puts its two faces
+// together; kSteps if none does. One pass: links are added in order of the first step that
+// keeps them; to find the pairs a union joins, every component keeps a list of its pairs' ends
+// and a union walks the smaller list only (each end is walked O(log P) times), so the cost is
+// O(N + P log P) instead of one labelling per step.
+std::vector<int32_t> pair_join_steps(const Links& links, const std::vector<PairEvidence>& pairs) {
   FC_CHECK(!pairs.empty(), "internal: the likelihood cut needs calibrated pairs");
-  // Every tau = step / 200 gives a clustering (the links below it); each is scored by the
-  // log-likelihood of the sampled pairs: log P(same) over pairs put together, log P(different)
-  // over pairs kept apart, which up to a constant is the sum of the log-odds of the pairs put
-  // together. One pass: links are added in order of the first step that keeps them, and each
-  // pair is given the step at which its two faces first share a component. To find those, every
-  // component keeps a list of its pairs' ends; a union walks the smaller list only (each end is
-  // walked O(log P) times), so the cost is O(N + P log P) instead of one labelling per step.
   constexpr int kSteps = LikelihoodCurve::kSteps;
   const int64_t n = static_cast<int64_t>(links.parent.size()) / links.max_conn;
   const int64_t np = static_cast<int64_t>(pairs.size());
@@ -431,8 +543,7 @@ LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvide
     tail[static_cast<size_t>(v)] = static_cast<int32_t>(q);
     ++ends[static_cast<size_t>(v)];
   }
-  std::vector<double> gain(kSteps, 0.0);  // log-odds of the pairs joined at each step
-  std::vector<int64_t> joined(kSteps, 0);
+  std::vector<int32_t> join_step(static_cast<size_t>(np), kSteps);
   for (int step = 1; step < kSteps; ++step) {
     for (const auto& [i, j] : added[static_cast<size_t>(step)]) {
       int32_t big = find(i), small = find(j);
@@ -440,7 +551,7 @@ LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvide
       if (ends[static_cast<size_t>(big)] < ends[static_cast<size_t>(small)]) std::swap(big, small);
       for (int32_t q = head[static_cast<size_t>(small)]; q >= 0; q = next[static_cast<size_t>(q)]) {
         const PairEvidence& e = pairs[static_cast<size_t>(q / 2)];
-        if (find(q % 2 == 0 ? e.b : e.a) == big) gain[static_cast<size_t>(step)] += e.log_odds, ++joined[static_cast<size_t>(step)];
+        if (find(q % 2 == 0 ? e.b : e.a) == big) join_step[static_cast<size_t>(q / 2)] = step;
       }
       if (head[static_cast<size_t>(small)] >= 0) {
         if (tail[static_cast<size_t>(big)] < 0) head[static_cast<size_t>(big)] = head[static_cast<size_t>(small)];
@@ -451,6 +562,22 @@ LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvide
       root[static_cast<size_t>(small)] = big;
     }
   }
+  return join_step;
+}
+
+}  // namespace
+
+LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {
+  // Every tau = step / 200 gives a clustering (the links below it); each is scored by the
+  // log-likelihood of the sampled pairs: log P(same) over pairs put together, log P(different)
+  // over pairs kept apart, which up to a constant is the sum of the log-odds of the pairs put
+  // together.
+  constexpr int kSteps = LikelihoodCurve::kSteps;
+  const std::vector<int32_t> join_step = pair_join_steps(links, pairs);
+  std::vector<double> gain(kSteps + 1, 0.0);  // log-odds of the pairs joined at each step
+  std::vector<int64_t> joined(kSteps + 1, 0);
+  for (size_t q = 0; q < pairs.size(); ++q)
+    gain[static_cast<size_t>(join_step[q])] += pairs[q].log_odds, ++joined[static_cast<size_t>(join_step[q])];
   LikelihoodCurve c;
   c.log_likelihood.assign(kSteps, 0.0);
   c.together.assign(kSteps, 0);
@@ -459,6 +586,54 @@ LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvide
     c.together[static_cast<size_t>(step)] = c.together[static_cast<size_t>(step - 1)] + joined[static_cast<size_t>(step)];
   }
   return c;
+}
+
+CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* note) {
+  FC_CHECK(c.part_shares.size() == c.pairs.size(), "internal: " << c.part_shares.size() << " part shares for "
+                                                                 << c.pairs.size() << " calibrated pairs");
+  constexpr int kSteps = LikelihoodCurve::kSteps;
+  const std::vector<int32_t> join_step = pair_join_steps(links, c.pairs);
+  auto pair_probability = [&](size_t i, double theta) {
+    return std::clamp(double(c.part_shares[i].first) + theta * double(c.part_shares[i].second), kMinPairProbability,
+                      1 - kMinPairProbability);
+  };
+  // For each theta, the log-likelihood of the pairs under the best clustering on the path: every
+  // pair apart (the sum of log(1 - P)) plus the best running sum of the log-odds joined by a step.
+  std::vector<double> best_at(kMiddleShareSteps + 1);
+#pragma omp parallel for schedule(dynamic, 1) if (c.pairs.size() > 100000)
+  for (int t = 0; t <= kMiddleShareSteps; ++t) {
+    const double theta = t / double(kMiddleShareSteps);
+    std::vector<double> gain(kSteps + 1, 0.0);
+    double apart = 0;
+    for (size_t i = 0; i < c.pairs.size(); ++i) {
+      const double p = pair_probability(i, theta), log_apart = std::log1p(-p);
+      apart += log_apart;
+      gain[static_cast<size_t>(join_step[i])] += std::log(p) - log_apart;
+    }
+    double run = 0, best = -HUGE_VAL;
+    for (int step = 1; step < kSteps; ++step) best = std::max(best, run += gain[static_cast<size_t>(step)]);
+    best_at[static_cast<size_t>(t)] = apart + best;
+  }
+  const int best_t = static_cast<int>(std::max_element(best_at.begin(), best_at.end()) - best_at.begin());
+  CutEvidence out{best_t / double(kMiddleShareSteps), best_at.back() > best_at.front(), c.pairs};
+  if (out.middle_is_same)
+    for (size_t i = 0; i < out.pairs.size(); ++i) {
+      const double p = pair_probability(i, out.middle_share);
+      out.pairs[i].log_odds = static_cast<float>(std::log(p / (1 - p)));
+    }
+  if (note) {
+    const ThreePartMixture::Part& mid = c.three_part.part[1];
+    *note = fmt("three-part fit: tight pairs mean %.3f (%.0f%%), ", c.three_part.part[0].mean, 100 * c.three_part.part[0].weight) +
+            fmt("middle part mean %.3f sd %.3f (%.0f%%), ", mid.mean, mid.sd, 100 * mid.weight) +
+            fmt("strangers mean %.3f (%.0f%%); ", c.three_part.part[2].mean, 100 * c.three_part.part[2].weight) +
+            "read as the same person, the middle part explains the pairs " + (out.middle_is_same ? "better" : "worse") +
+            " than read as strangers " +
+            fmt("(best clustering's log-likelihood %.0f against %.0f): ", best_at.back(), best_at.front()) +
+            (out.middle_is_same ? fmt("its share of same-person pairs by maximum likelihood with the clustering is %.2f",
+                                      out.middle_share)
+                                : std::string("the cut uses the two-class fit"));
+  }
+  return out;
 }
 
 double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note) {

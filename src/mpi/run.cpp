@@ -424,7 +424,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       r.links.max_conn = params.max_conn;
       r.links.parent = std::move(parents);
       r.links.dist = std::move(link_dists);
-      tau = taus_to_run(plan, cal.pairs, r).front();
+      tau = taus_to_run(plan, cal, r).front();
       r.links = Links();
     });
     MPI_Bcast(&tau, 1, MPI_DOUBLE, 0, c.handle());

@@ -43,18 +43,20 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt)
   r.links = std::move(gr.links);
   if (plan.calibrate == CalibrateMode::Auto) g.dists = std::move(own_dists);
   r.graph = std::move(g);
-  cut_and_score(plan, cal.pairs, gt, r);
+  cut_and_score(plan, cal, gt, r);
   return r;
 }
 
-std::vector<double> taus_to_run(const RunPlan& plan, const std::vector<PairEvidence>& pairs, ClusterReport& r) {
+std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, ClusterReport& r) {
   if (!plan.tau_automatic) return plan.taus;
   FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
-  std::string note;
+  std::string reading, note;
   StageTimer t("choose tau");
-  const double tau = likelihood_tau(r.links, pairs, &note);
-  r.notes.push_back(note);
-  log_info("  auto: " + note);
+  const double tau = likelihood_tau(r.links, cut_evidence(r.links, cal, &reading).pairs, &note);
+  for (const std::string& line : {reading, note}) {
+    r.notes.push_back(line);
+    log_info("  auto: " + line);
+  }
   return {tau};
 }
 
@@ -79,9 +81,9 @@ void record_tau(const RunPlan& plan, size_t index, double tau, Labels&& labels, 
   r.sweep.push_back(e);
 }
 
-void cut_and_score(const RunPlan& plan, const std::vector<PairEvidence>& pairs, const Labels* gt, ClusterReport& r) {
+void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r) {
   r.link_summary = summarize_links(r.links);
-  const std::vector<double> taus = taus_to_run(plan, pairs, r);
+  const std::vector<double> taus = taus_to_run(plan, cal, r);
   StageTimer t("link + score " + std::to_string(taus.size()) + " tau value(s)");
   for (size_t i = 0; i < taus.size(); ++i) {
     check_interrupt();

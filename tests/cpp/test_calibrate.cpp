@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -308,6 +310,108 @@ TEST(LikelihoodTau, MatchesLabellingEveryStep) {
   }
 }
 
+TEST(Calibrate, ThreePartFitRecoversPartsWithTheirOwnOverlap) {
+  // Drawn from three parts whose overlap profiles differ (the middle one, like the loose pairs of
+  // a large identity, in between): the fit must give back each part's mean, spread, weight and
+  // overlap, ordered by mean similarity.
+  std::mt19937_64 rng(31);
+  struct Truth {
+    double weight, mean, sd, overlap_lo, overlap_hi;
+  };
+  const Truth truth[3] = {{0.35, 0.75, 0.05, 0.6, 1.0}, {0.25, 0.45, 0.06, 0.2, 0.6}, {0.40, 0.20, 0.04, 0.0, 0.2}};
+  std::vector<float> s, o;
+  std::discrete_distribution<int> which({truth[0].weight, truth[1].weight, truth[2].weight});
+  for (int i = 0; i < 300000; ++i) {
+    const Truth& t = truth[which(rng)];
+    s.push_back(static_cast<float>(std::normal_distribution<double>(t.mean, t.sd)(rng)));
+    o.push_back(static_cast<float>(std::uniform_real_distribution<double>(t.overlap_lo, t.overlap_hi)(rng)));
+  }
+  const ThreePartMixture f = fit_three_part(s, o);
+  // Summed in fixed chunks: one thread gives the same fit, to the bit.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const ThreePartMixture one = fit_three_part(s, o);
+  omp_set_num_threads(threads);
+  for (int c = 0; c < 3; ++c) {
+    ASSERT_EQ(one.part[c].mean, f.part[c].mean);
+    ASSERT_EQ(one.part[c].sd, f.part[c].sd);
+    ASSERT_EQ(one.part[c].overlap, f.part[c].overlap);
+  }
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(f.part[c].mean, truth[c].mean, 0.01) << c;
+    EXPECT_NEAR(f.part[c].sd, truth[c].sd, 0.01) << c;
+    EXPECT_NEAR(f.part[c].weight, truth[c].weight, 0.02) << c;
+    double in_range = 0;
+    for (int b = overlap_bin(truth[c].overlap_lo); b < overlap_bin(truth[c].overlap_hi - 1e-3) + 1; ++b)
+      in_range += f.part[c].overlap[static_cast<size_t>(b)];
+    EXPECT_GT(in_range, 0.97) << c;
+  }
+}
+
+TEST(Calibrate, CutEvidenceTakesTheMiddleShareOfTheMostLikelyClustering) {
+  // Brute force over the grid of middle shares, each scored by labelling every step (as the
+  // definition reads, constant included), on random links and part shares.
+  std::mt19937_64 rng(37);
+  std::uniform_real_distribution<double> u(0, 1);
+  int seen_same = 0;
+  for (int trial = 0; trial < 6; ++trial) {
+    const int n = 300;
+    facecluster::Links l;
+    l.max_conn = 1;
+    for (int i = 0; i < n; ++i) {
+      l.parent.push_back(i == 0 || u(rng) < 0.05 ? -1 : static_cast<int32_t>(rng() % i));
+      l.dist.push_back(static_cast<float>(u(rng)));
+    }
+    Calibration c;
+    const Labels at_09 = link_components(l, 0.9);
+    for (int p = 0; p < 1200; ++p) {
+      const int32_t a = static_cast<int32_t>(rng() % n), b = static_cast<int32_t>(rng() % n);
+      if (a == b) continue;
+      // Even trials: random shares. Odd ones: pairs the path joins by tau 0.9 are half tight,
+      // half middle, the others mostly strangers (a middle part that is the same person).
+      double tight = u(rng) * 0.8, middle = u(rng) * (1 - tight);
+      if (trial % 2) {
+        const bool together = at_09[static_cast<size_t>(a)] == at_09[static_cast<size_t>(b)];
+        tight = together ? 0.4 + 0.1 * u(rng) : 0.02 * u(rng), middle = together ? 0.45 + 0.04 * u(rng) : 0.1 * u(rng);
+      }
+      c.pairs.push_back({a, b, static_cast<float>(u(rng) * 4 - 2)});  // the two-class fit's log-odds
+      c.part_shares.emplace_back(static_cast<float>(tight), static_cast<float>(middle));
+    }
+    double best = -1e300, best_theta = -1, at_zero = 0, at_one = 0;
+    for (int t = 0; t <= kMiddleShareSteps; ++t) {
+      const double theta = t / double(kMiddleShareSteps);
+      double best_here = -1e300;
+      for (int step = 1; step < 200; ++step) {
+        const Labels lab = link_components(l, step / 200.0);
+        double ll = 0;
+        for (size_t q = 0; q < c.pairs.size(); ++q) {
+          const double p = std::clamp(double(c.part_shares[q].first) + theta * double(c.part_shares[q].second),
+                                      kMinPairProbability, 1 - kMinPairProbability);
+          ll += lab[static_cast<size_t>(c.pairs[q].a)] == lab[static_cast<size_t>(c.pairs[q].b)] ? std::log(p)
+                                                                                                   : std::log(1 - p);
+        }
+        if (ll > best + 1e-6) best = ll, best_theta = theta;
+        best_here = std::max(best_here, ll);
+      }
+      if (t == 0) at_zero = best_here;
+      if (t == kMiddleShareSteps) at_one = best_here;
+    }
+    seen_same += at_one > at_zero;
+    std::string note;
+    const CutEvidence e = cut_evidence(l, c, &note);
+    EXPECT_NEAR(e.middle_share, best_theta, 1e-9) << "trial " << trial << ": " << note;
+    EXPECT_EQ(e.middle_is_same, at_one > at_zero) << "trial " << trial << ": " << note;
+    ASSERT_EQ(e.pairs.size(), c.pairs.size());
+    const double p0 = std::clamp(double(c.part_shares[0].first) + best_theta * double(c.part_shares[0].second),
+                                 kMinPairProbability, 1 - kMinPairProbability);
+    // Read as the same person: the three-part probabilities at theta; else the two-class fit's.
+    EXPECT_NEAR(e.pairs[0].log_odds, at_one > at_zero ? std::log(p0 / (1 - p0)) : c.pairs[0].log_odds, 1e-4);
+    EXPECT_EQ(e.pairs[0].a, c.pairs[0].a);
+  }
+  EXPECT_GT(seen_same, 0);  // both readings were exercised
+  EXPECT_LT(seen_same, 6);
+}
+
 // A distributed run samples its own rows and joins the samples in row order: every process then
 // fits the calibration calibrate_graph fits on the whole graph, pair for pair.
 TEST(Calibrate, SamplesFromPartsGiveTheWholeGraphsCalibration) {
@@ -341,6 +445,7 @@ TEST(Calibrate, SamplesFromPartsGiveTheWholeGraphsCalibration) {
       ASSERT_EQ(c.pairs[i].a, whole.pairs[i].a);
       ASSERT_EQ(c.pairs[i].b, whole.pairs[i].b);
       ASSERT_EQ(c.pairs[i].log_odds, whole.pairs[i].log_odds);
+      ASSERT_EQ(c.part_shares[i], whole.part_shares[i]);
     }
     EXPECT_EQ(c.order_scale, whole.order_scale);
     EXPECT_EQ(c.same.threshold(), whole.same.threshold());
