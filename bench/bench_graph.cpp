@@ -145,8 +145,9 @@ void BM_Calibration(benchmark::State& state) {
   state.counters["time_vs_scan"] = seconds / scan;
 }
 
-// The automatic cut (likelihood_tau) on the calibrated graph's links, against the graph stage
-// that produced them (cut_vs_graph_stage), both measured here.
+// The automatic cut (cut_evidence: the middle part's reading and share, then likelihood_tau) on
+// the calibrated graph's links, against the graph stage that produced them (cut_vs_graph_stage),
+// both measured here.
 void BM_LikelihoodTau(benchmark::State& state) {
   const KnnGraph& g = graph();
   set_log_level(0);
@@ -158,7 +159,7 @@ void BM_LikelihoodTau(benchmark::State& state) {
   double seconds = 0, tau = 0;
   for (auto _ : state) {
     const auto t1 = std::chrono::steady_clock::now();
-    tau = likelihood_tau(gr.links, c.pairs, nullptr);
+    tau = likelihood_tau(gr.links, cut_evidence(gr.links, c, nullptr).pairs, nullptr);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   }
   state.counters["pairs"] = double(c.pairs.size());
