@@ -50,6 +50,12 @@ int overlap_bin(double overlap) {
 
 namespace {
 
+// log(P / (1 - P)) with P held within [kMinPairProbability, 1 - kMinPairProbability].
+float clamped_log_odds(double p) {
+  p = std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
+  return static_cast<float>(std::log(p / (1 - p)));
+}
+
 // One pair under a fit: P(same | s, overlap), and the share of its same-class weight that is in
 // the loose part (the E-step within the class). Both from the same three densities, once.
 struct PairTerms {
@@ -132,32 +138,47 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
 
 }  // namespace
 
+namespace {
+
+// What both fits start from. EM settles on a subsample (every stride-th pair, about 200K) and is
+// then refined on all pairs. Start: pairs sharing at least half their lists are the same person,
+// under a tenth strangers, the rest undecided (same_share 1 / 0 / 0.5); the start-same pairs are
+// split at their median similarity (tight above, loose or middle below). Spreads are floored at
+// 1/200 of the 5-95% similarity range.
+struct EmStart {
+  size_t stride = 1;
+  std::vector<float> sub_s, sub_o;
+  std::vector<double> same_share;  // per subsampled pair
+  double split = 0, min_sd = 0;
+};
+EmStart em_start(const std::vector<float>& s, const std::vector<float>& overlap) {
+  EmStart e;
+  std::vector<float> sorted = s;
+  std::sort(sorted.begin(), sorted.end());
+  e.min_sd = std::max(1e-4, double(sorted[sorted.size() * 95 / 100] - sorted[sorted.size() * 5 / 100])) / 200;
+  e.stride = std::max<size_t>(1, s.size() / 200000);
+  for (size_t i = 0; i < s.size(); i += e.stride) e.sub_s.push_back(s[i]), e.sub_o.push_back(overlap[i]);
+  std::vector<float> start_same;
+  for (size_t i = 0; i < e.sub_s.size(); ++i) {
+    const float o = e.sub_o[i];
+    e.same_share.push_back(o >= kStartSameOverlap ? 1.0 : o < kStartDiffOverlap ? 0.0 : 0.5);
+    if (e.same_share.back() > 0.5) start_same.push_back(e.sub_s[i]);
+  }
+  if (start_same.empty()) start_same = e.sub_s;
+  std::nth_element(start_same.begin(), start_same.begin() + start_same.size() / 2, start_same.end());
+  e.split = start_same[start_same.size() / 2];
+  return e;
+}
+
+}  // namespace
+
 TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap) {
   FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
   FC_CHECK(overlap.size() == s.size(), "calibration: " << overlap.size() << " overlaps for " << s.size() << " similarity values");
-  std::vector<float> sorted = s;
-  std::sort(sorted.begin(), sorted.end());
-  const double spread = std::max(1e-4, double(sorted[sorted.size() * 95 / 100] - sorted[sorted.size() * 5 / 100]));
-  const double min_sd = spread / 200;
-  // Start: pairs sharing at least half their lists as the same person, under a tenth as
-  // strangers, the rest undecided; EM then learns what overlap each class really has.
-  auto start = [&](const std::vector<float>& ov) {
-    std::vector<double> r(ov.size());
-    for (size_t i = 0; i < ov.size(); ++i) r[i] = ov[i] >= kStartSameOverlap ? 1.0 : ov[i] < kStartDiffOverlap ? 0.0 : 0.5;
-    return r;
-  };
-  // Settle on a subsample, then refine on all pairs from the subsample's fit.
-  const size_t stride = std::max<size_t>(1, s.size() / 200000);
-  std::vector<float> sub_s, sub_o;
-  for (size_t i = 0; i < s.size(); i += stride) sub_s.push_back(s[i]), sub_o.push_back(overlap[i]);
-  std::vector<double> r = start(sub_o);
-  std::vector<float> start_same;
-  for (size_t i = 0; i < r.size(); ++i)
-    if (r[i] > 0.5) start_same.push_back(sub_s[i]);
-  if (start_same.empty()) start_same = sub_s;
-  std::nth_element(start_same.begin(), start_same.begin() + start_same.size() / 2, start_same.end());
-  const double first_split = start_same[start_same.size() / 2];
-  TwoViewMixture f = run_two_view_em(sub_s, sub_o, r, TwoViewMixture{}, first_split, min_sd, 500);
+  EmStart st = em_start(s, overlap);
+  const double first_split = st.split, min_sd = st.min_sd;
+  const size_t stride = st.stride;
+  TwoViewMixture f = run_two_view_em(st.sub_s, st.sub_o, st.same_share, TwoViewMixture{}, first_split, min_sd, 500);
   if (stride > 1) {
     std::vector<double> all(s.size());
     for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
@@ -253,32 +274,19 @@ ThreePartMixture run_three_part_em(const std::vector<float>& s, const std::vecto
 ThreePartMixture fit_three_part(const std::vector<float>& s, const std::vector<float>& overlap) {
   FC_CHECK(s.size() >= 10 && overlap.size() == s.size(), "internal: three-part fit on " << s.size() << " pairs");
   constexpr int P = ThreePartMixture::kParts;
-  std::vector<float> sorted = s;
-  std::sort(sorted.begin(), sorted.end());
-  const double min_sd = std::max(1e-4, double(sorted[sorted.size() * 95 / 100] - sorted[sorted.size() * 5 / 100])) / 200;
-  // The start of the two-class fit, its "same" pairs split at their median similarity into the
-  // tight and the middle part.
-  const size_t stride = std::max<size_t>(1, s.size() / 200000);
-  std::vector<float> sub_s, sub_o;
-  for (size_t i = 0; i < s.size(); i += stride) sub_s.push_back(s[i]), sub_o.push_back(overlap[i]);
-  std::vector<float> start_same;
-  for (size_t i = 0; i < sub_s.size(); ++i)
-    if (sub_o[i] >= kStartSameOverlap) start_same.push_back(sub_s[i]);
-  if (start_same.empty()) start_same = sub_s;
-  std::nth_element(start_same.begin(), start_same.begin() + start_same.size() / 2, start_same.end());
-  const double split = start_same[start_same.size() / 2];
-  std::vector<double> r(sub_s.size() * P);
-  for (size_t i = 0; i < sub_s.size(); ++i) {
-    const double same = sub_o[i] >= kStartSameOverlap ? 1.0 : sub_o[i] < kStartDiffOverlap ? 0.0 : 0.5;
-    r[i * P + 0] = sub_s[i] >= split ? same : 0.0;
-    r[i * P + 1] = sub_s[i] >= split ? 0.0 : same;
+  const EmStart st = em_start(s, overlap);  // the two-class fit's start, its same pairs split in two
+  std::vector<double> r(st.sub_s.size() * P);
+  for (size_t i = 0; i < st.sub_s.size(); ++i) {
+    const double same = st.same_share[i];
+    r[i * P + 0] = st.sub_s[i] >= st.split ? same : 0.0;
+    r[i * P + 1] = st.sub_s[i] >= st.split ? 0.0 : same;
     r[i * P + 2] = 1 - same;
   }
-  ThreePartMixture f = run_three_part_em(sub_s, sub_o, r, min_sd, 500);
-  if (stride > 1) {
+  ThreePartMixture f = run_three_part_em(st.sub_s, st.sub_o, r, st.min_sd, 500);
+  if (st.stride > 1) {
     r.assign(s.size() * P, 0.0);
     for (size_t i = 0; i < s.size(); ++i) f.responsibilities(s[i], overlap[i], &r[i * P]);
-    f = run_three_part_em(s, overlap, r, min_sd, 50);
+    f = run_three_part_em(s, overlap, r, st.min_sd, 50);
   }
   std::sort(std::begin(f.part), std::end(f.part),
             [](const ThreePartMixture::Part& x, const ThreePartMixture::Part& y) { return x.mean > y.mean; });
@@ -441,14 +449,10 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
   c.pairs.resize(sim.size());
   c.three_part = fit_three_part(sim, ps.overlap);
   c.part_shares.resize(sim.size());
-  auto log_odds = [](double p) {
-    p = std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
-    return static_cast<float>(std::log(p / (1 - p)));
-  };
   double expected_same = 0;
   for (size_t i = 0; i < sim.size(); ++i) {
     const double p = c.fit.posterior(sim[i], ps.overlap[i]);
-    c.pairs[i] = {ps.a[i], ps.b[i], log_odds(p)};
+    c.pairs[i] = {ps.a[i], ps.b[i], clamped_log_odds(p)};
     expected_same += std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
     double part[ThreePartMixture::kParts];
     c.three_part.responsibilities(sim[i], ps.overlap[i], part);
@@ -618,8 +622,7 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
   CutEvidence out{best_t / double(kMiddleShareSteps), best_at.back() > best_at.front(), c.pairs};
   if (out.middle_is_same)
     for (size_t i = 0; i < out.pairs.size(); ++i) {
-      const double p = pair_probability(i, out.middle_share);
-      out.pairs[i].log_odds = static_cast<float>(std::log(p / (1 - p)));
+      out.pairs[i].log_odds = clamped_log_odds(pair_probability(i, out.middle_share));
     }
   if (note) {
     const ThreePartMixture::Part& mid = c.three_part.part[1];
