@@ -163,8 +163,11 @@ struct CutEvidence {
   double middle_share = 0;  // theta, the best on the grid
   bool middle_is_same = false;  // and the pairs below are P(tight) + theta x P(middle)
   std::vector<PairEvidence> pairs;
+  std::vector<int32_t> join_step;  // each pair's first step together on the links it was read from
 };
 CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* note);
+// likelihood_tau on those links and pairs, from the join steps cut_evidence already found.
+double likelihood_tau(const CutEvidence& e, std::string* note);
 
 // The curve behind it: for tau = step / kSteps, the log-likelihood up to a constant (the sum of
 // the log-odds of the pairs together; 0 at step 0, where no link is kept) and how many pairs are

@@ -152,6 +152,8 @@ struct EmStart {
   double split = 0, min_sd = 0;
 };
 EmStart em_start(const std::vector<float>& s, const std::vector<float>& overlap) {
+  FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
+  FC_CHECK(overlap.size() == s.size(), "calibration: " << overlap.size() << " overlaps for " << s.size() << " similarity values");
   EmStart e;
   std::vector<float> sorted = s;
   std::sort(sorted.begin(), sorted.end());
@@ -170,19 +172,13 @@ EmStart em_start(const std::vector<float>& s, const std::vector<float>& overlap)
   return e;
 }
 
-}  // namespace
-
-TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap) {
-  FC_CHECK(s.size() >= 10, "calibration needs at least 10 similarity values, got " << s.size());
-  FC_CHECK(overlap.size() == s.size(), "calibration: " << overlap.size() << " overlaps for " << s.size() << " similarity values");
-  EmStart st = em_start(s, overlap);
-  const double first_split = st.split, min_sd = st.min_sd;
-  const size_t stride = st.stride;
-  TwoViewMixture f = run_two_view_em(st.sub_s, st.sub_o, st.same_share, TwoViewMixture{}, first_split, min_sd, 500);
-  if (stride > 1) {
+TwoViewMixture two_view_from(const std::vector<float>& s, const std::vector<float>& overlap, const EmStart& st) {
+  std::vector<double> r = st.same_share;
+  TwoViewMixture f = run_two_view_em(st.sub_s, st.sub_o, r, TwoViewMixture{}, st.split, st.min_sd, 500);
+  if (st.stride > 1) {
     std::vector<double> all(s.size());
     for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
-    f = run_two_view_em(s, overlap, all, f, first_split, min_sd, 50);
+    f = run_two_view_em(s, overlap, all, f, st.split, st.min_sd, 50);
   }
   Mixture& m = f.similarity;
   if (m.loose_share > 0 && m.loose_mean > m.same_mean) {  // keep the tight part the upper one
@@ -201,6 +197,12 @@ TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float
     m.same_weight = 1 - m.same_weight;
   }
   return f;
+}
+
+}  // namespace
+
+TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap) {
+  return two_view_from(s, overlap, em_start(s, overlap));
 }
 
 void ThreePartMixture::responsibilities(double s, double overlap, double out[kParts]) const {
@@ -269,12 +271,9 @@ ThreePartMixture run_three_part_em(const std::vector<float>& s, const std::vecto
   return f;
 }
 
-}  // namespace
-
-ThreePartMixture fit_three_part(const std::vector<float>& s, const std::vector<float>& overlap) {
-  FC_CHECK(s.size() >= 10 && overlap.size() == s.size(), "internal: three-part fit on " << s.size() << " pairs");
+// From the two-class fit's start, its same pairs split in two.
+ThreePartMixture three_part_from(const std::vector<float>& s, const std::vector<float>& overlap, const EmStart& st) {
   constexpr int P = ThreePartMixture::kParts;
-  const EmStart st = em_start(s, overlap);  // the two-class fit's start, its same pairs split in two
   std::vector<double> r(st.sub_s.size() * P);
   for (size_t i = 0; i < st.sub_s.size(); ++i) {
     const double same = st.same_share[i];
@@ -291,6 +290,12 @@ ThreePartMixture fit_three_part(const std::vector<float>& s, const std::vector<f
   std::sort(std::begin(f.part), std::end(f.part),
             [](const ThreePartMixture::Part& x, const ThreePartMixture::Part& y) { return x.mean > y.mean; });
   return f;
+}
+
+}  // namespace
+
+ThreePartMixture fit_three_part(const std::vector<float>& s, const std::vector<float>& overlap) {
+  return three_part_from(s, overlap, em_start(s, overlap));
 }
 
 SameProbability::SameProbability(const Mixture& m, double lo, double hi) : lo_(lo), hi_(std::max(hi, lo + 1e-9)) {
@@ -436,7 +441,8 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
   const std::vector<float>& sim = ps.sim;
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
-  c.fit = fit_two_view(sim, ps.overlap);
+  const EmStart start = em_start(sim, ps.overlap);  // one start for both fits
+  c.fit = two_view_from(sim, ps.overlap, start);
   {
     std::vector<float> dist(sim.size());
     for (size_t i = 0; i < sim.size(); ++i) dist[i] = 1.f - sim[i];
@@ -447,7 +453,7 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
   c.same = SameProbability(c.fit.similarity, lo, hi);
   c.params = base;
   c.pairs.resize(sim.size());
-  c.three_part = fit_three_part(sim, ps.overlap);
+  c.three_part = three_part_from(sim, ps.overlap, start);
   c.part_shares.resize(sim.size());
   double expected_same = 0;
   for (size_t i = 0; i < sim.size(); ++i) {
@@ -571,13 +577,15 @@ std::vector<int32_t> pair_join_steps(const Links& links, const std::vector<PairE
 
 }  // namespace
 
-LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {
-  // Every tau = step / 200 gives a clustering (the links below it); each is scored by the
-  // log-likelihood of the sampled pairs: log P(same) over pairs put together, log P(different)
-  // over pairs kept apart, which up to a constant is the sum of the log-odds of the pairs put
-  // together.
+namespace {
+
+// Every tau = step / 200 gives a clustering (the links below it); each is scored by the
+// log-likelihood of the sampled pairs: log P(same) over pairs put together, log P(different)
+// over pairs kept apart, which up to a constant is the sum of the log-odds of the pairs put
+// together.
+LikelihoodCurve curve_from_join_steps(const std::vector<int32_t>& join_step, const std::vector<PairEvidence>& pairs) {
+  FC_CHECK(join_step.size() == pairs.size(), "internal: " << join_step.size() << " join steps for " << pairs.size() << " pairs");
   constexpr int kSteps = LikelihoodCurve::kSteps;
-  const std::vector<int32_t> join_step = pair_join_steps(links, pairs);
   std::vector<double> gain(kSteps + 1, 0.0);  // log-odds of the pairs joined at each step
   std::vector<int64_t> joined(kSteps + 1, 0);
   for (size_t q = 0; q < pairs.size(); ++q)
@@ -592,11 +600,29 @@ LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvide
   return c;
 }
 
+double tau_of_curve(const LikelihoodCurve& c, size_t pairs, std::string* note) {
+  int best = 1;
+  for (int step = 2; step < LikelihoodCurve::kSteps; ++step)
+    if (c.log_likelihood[static_cast<size_t>(step)] > c.log_likelihood[static_cast<size_t>(best)]) best = step;
+  const double tau = best / double(LikelihoodCurve::kSteps);
+  if (note)
+    *note = fmt("tau %.3f: the clustering most likely under the calibrated pair probabilities (it puts %.0f of the %.0f "
+                "sampled neighbour pairs together)",
+                tau, double(c.together[static_cast<size_t>(best)]), double(pairs));
+  return tau;
+}
+
+}  // namespace
+
+LikelihoodCurve likelihood_curve(const Links& links, const std::vector<PairEvidence>& pairs) {
+  return curve_from_join_steps(pair_join_steps(links, pairs), pairs);
+}
+
 CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* note) {
   FC_CHECK(c.part_shares.size() == c.pairs.size(), "internal: " << c.part_shares.size() << " part shares for "
                                                                  << c.pairs.size() << " calibrated pairs");
   constexpr int kSteps = LikelihoodCurve::kSteps;
-  const std::vector<int32_t> join_step = pair_join_steps(links, c.pairs);
+  std::vector<int32_t> join_step = pair_join_steps(links, c.pairs);
   auto pair_probability = [&](size_t i, double theta) {
     return std::clamp(double(c.part_shares[i].first) + theta * double(c.part_shares[i].second), kMinPairProbability,
                       1 - kMinPairProbability);
@@ -619,7 +645,7 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
     best_at[static_cast<size_t>(t)] = apart + best;
   }
   const int best_t = static_cast<int>(std::max_element(best_at.begin(), best_at.end()) - best_at.begin());
-  CutEvidence out{best_t / double(kMiddleShareSteps), best_at.back() > best_at.front(), c.pairs};
+  CutEvidence out{best_t / double(kMiddleShareSteps), best_at.back() > best_at.front(), c.pairs, std::move(join_step)};
   if (out.middle_is_same)
     for (size_t i = 0; i < out.pairs.size(); ++i) {
       out.pairs[i].log_odds = clamped_log_odds(pair_probability(i, out.middle_share));
@@ -640,16 +666,11 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
 }
 
 double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs, std::string* note) {
-  const LikelihoodCurve c = likelihood_curve(links, pairs);
-  int best = 1;
-  for (int step = 2; step < LikelihoodCurve::kSteps; ++step)
-    if (c.log_likelihood[static_cast<size_t>(step)] > c.log_likelihood[static_cast<size_t>(best)]) best = step;
-  const double tau = best / double(LikelihoodCurve::kSteps);
-  if (note)
-    *note = fmt("tau %.3f: the clustering most likely under the calibrated pair probabilities (it puts %.0f of the %.0f "
-                "sampled neighbour pairs together)",
-                tau, double(c.together[static_cast<size_t>(best)]), double(pairs.size()));
-  return tau;
+  return tau_of_curve(likelihood_curve(links, pairs), pairs.size(), note);
+}
+
+double likelihood_tau(const CutEvidence& e, std::string* note) {
+  return tau_of_curve(curve_from_join_steps(e.join_step, e.pairs), e.pairs.size(), note);
 }
 
 }  // namespace facecluster

@@ -52,7 +52,7 @@ std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, Clu
   FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
   std::string reading, note;
   StageTimer t("choose tau");
-  const double tau = likelihood_tau(r.links, cut_evidence(r.links, cal, &reading).pairs, &note);
+  const double tau = likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
   for (const std::string& line : {reading, note}) {
     r.notes.push_back(line);
     log_info("  auto: " + line);

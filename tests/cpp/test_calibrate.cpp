@@ -407,6 +407,8 @@ TEST(Calibrate, CutEvidenceTakesTheMiddleShareOfTheMostLikelyClustering) {
     // Read as the same person: the three-part probabilities at theta; else the two-class fit's.
     EXPECT_NEAR(e.pairs[0].log_odds, at_one > at_zero ? std::log(p0 / (1 - p0)) : c.pairs[0].log_odds, 1e-4);
     EXPECT_EQ(e.pairs[0].a, c.pairs[0].a);
+    // The tau from the join steps it found is the tau of those links and pairs.
+    EXPECT_EQ(likelihood_tau(e, nullptr), likelihood_tau(l, e.pairs, nullptr)) << "trial " << trial;
   }
   EXPECT_GT(seen_same, 0);  // both readings were exercised
   EXPECT_LT(seen_same, 6);
