@@ -17,27 +17,31 @@
 
 namespace facecluster {
 
-// Similarity of the kNN pairs: strangers one Gaussian; the same person two, tight and loose
-// pairs (identities differ in spread, some have two modes): same_mean / same_sd the tight part,
-// loose_mean / loose_sd the loose part, loose_share the loose part's share of the class (0: one
-// Gaussian).
+// Similarity of the kNN pairs, two Gaussians per class. The same person: tight and loose pairs
+// (identities differ in spread, some have two modes): same_mean / same_sd the tight part,
+// loose_mean / loose_sd the loose part, loose_share the loose part's share of the class.
+// Strangers: the core (diff_mean / diff_sd) and an upper part (look-alike identities, hubs)
+// tail_mean / tail_sd with tail_share of the class. A share of 0: that class is one Gaussian.
 struct Mixture {
   double same_mean = 0, same_sd = 0, diff_mean = 0, diff_sd = 0, same_weight = 0;
   double loose_mean = 0, loose_sd = 1, loose_share = 0;
+  double tail_mean = 0, tail_sd = 1, tail_share = 0;
   int iterations = 0;
-  // The same class's density at similarity s, and its two parts (each weighted by its share).
+  // Each class's density at similarity s, and its two parts (each weighted by its share).
   double same_pdf(double s) const;
   std::pair<double, double> same_parts(double s) const;  // (tight, loose)
   double diff_pdf(double s) const;
+  std::pair<double, double> diff_parts(double s) const;  // (core, upper tail)
   double same_class_mean() const { return (1 - loose_share) * same_mean + loose_share * loose_mean; }
+  double diff_class_mean() const { return (1 - tail_share) * diff_mean + tail_share * tail_mean; }
 };
 
 // The kNN pairs as a mixture of same-person and stranger pairs seen two ways: the pair's
 // similarity (Mixture) and the overlap of neighbourhoods (the share of j's list found in the
 // lists of i and of i's kOverlapReach nearest neighbours; a free histogram of kOverlapBins bins
 // per class), the two views independent given the class. EM starts from the pairs sharing at
-// least half their lists as "same" (split at their median similarity into tight and loose) and
-// under a tenth as "different", and then learns what overlap each class really has
+// least half their lists as "same" and under a tenth as "different" (each split at its median
+// similarity into its two parts), and then learns what overlap each class really has
 // (docs/calibration.md).
 constexpr int kOverlapBins = 10;
 // The histogram bin of an overlap (a share of k list entries): bin b holds [b / 10, (b + 1) / 10).
@@ -54,7 +58,11 @@ struct TwoViewMixture {
   std::vector<double> overlap_same, overlap_diff;  // probability of each overlap bin
   double posterior(double s, double overlap) const;  // P(same | similarity, overlap)
 };
-TwoViewMixture fit_two_view(const std::vector<float>& similarity, const std::vector<float>& overlap);
+// Both classes get the same shape: two Gaussians over similarity sharing the class's overlap
+// histogram; the strangers' upper part grows from the fit with one Gaussian for them.
+// stranger_tail = false stops there (kept for comparison).
+TwoViewMixture fit_two_view(const std::vector<float>& similarity, const std::vector<float>& overlap,
+                            bool stranger_tail = true);
 
 // The same pairs read a second way, for the cut only: three parts over similarity, each a
 // Gaussian with an overlap histogram of its own (tight same-person pairs, a middle part,

@@ -40,7 +40,15 @@ double Mixture::same_pdf(double s) const {
   return tight + loose;
 }
 
-double Mixture::diff_pdf(double s) const { return normal_pdf(s, diff_mean, diff_sd); }
+std::pair<double, double> Mixture::diff_parts(double s) const {
+  return {(1 - tail_share) * normal_pdf(s, diff_mean, diff_sd),
+          tail_share > 0 ? tail_share * normal_pdf(s, tail_mean, tail_sd) : 0.0};
+}
+
+double Mixture::diff_pdf(double s) const {
+  const auto [core, tail] = diff_parts(s);
+  return core + tail;
+}
 
 int overlap_bin(double overlap) {
   // Shares are multiples of 1 / k; the tolerance puts one that float rounding left a hair under
@@ -56,20 +64,23 @@ float clamped_log_odds(double p) {
   return static_cast<float>(std::log(p / (1 - p)));
 }
 
-// One pair under a fit: P(same | s, overlap), and the share of its same-class weight that is in
-// the loose part (the E-step within the class). Both from the same three densities, once.
+// One pair under a fit: P(same | s, overlap), and the shares of its same-class weight in the
+// loose part and of its stranger weight in the upper part (the E-step within each class). All
+// from the same four densities, once.
 struct PairTerms {
-  double same = 0, loose = 0;
+  double same = 0, loose = 0, tail = 0;
 };
 PairTerms pair_terms(const TwoViewMixture& f, double s, double overlap) {
   const Mixture& m = f.similarity;
   const auto [tight, loose] = m.same_parts(s);
+  const auto [core, tail] = m.diff_parts(s);
   const size_t bin = static_cast<size_t>(overlap_bin(overlap));
   const double a = m.same_weight * (tight + loose) * f.overlap_same[bin];
-  const double b = (1 - m.same_weight) * m.diff_pdf(s) * f.overlap_diff[bin];
+  const double b = (1 - m.same_weight) * (core + tail) * f.overlap_diff[bin];
   PairTerms t;
   t.same = a + b > 0 ? a / (a + b) : (s > (m.same_mean + m.diff_mean) / 2 ? 1.0 : 0.0);
   t.loose = tight + loose > 0 ? loose / (tight + loose) : (s < m.same_mean ? 1.0 : 0.0);
+  if (m.tail_share > 0) t.tail = core + tail > 0 ? tail / (core + tail) : (s > m.diff_mean ? 1.0 : 0.0);
   return t;
 }
 
@@ -80,46 +91,60 @@ double TwoViewMixture::posterior(double s, double overlap) const { return pair_t
 namespace {
 
 // EM from responsibilities r (one per pair, P(same)) until they settle; returns the fit of the
-// last M-step. `f` holds the parameters the same class is split by (its tight and loose parts);
-// before the first fit (same_sd 0) the same pairs are split at similarity `first_split`.
+// last M-step. `f` holds the parameters each class is split by (the same class's tight and
+// loose parts; with stranger_tail the strangers' core and upper part); before the first fit
+// (same_sd 0) the same pairs are split at similarity `first_split`, and before the strangers have
+// an upper part they are split at `first_tail_split`.
 TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<float>& overlap, std::vector<double>& r,
-                               TwoViewMixture f, double first_split, double min_sd, int max_iter) {
+                               TwoViewMixture f, double first_split, double first_tail_split, bool stranger_tail,
+                               double min_sd, int max_iter) {
   const size_t n = s.size();
   std::vector<int> bin(n);
   for (size_t i = 0; i < n; ++i)
     bin[i] = overlap_bin(overlap[i]);
+  const bool first = f.similarity.same_sd <= 0;
   std::vector<double> split(n);  // each pair's share of its same-class weight in the loose part
-  for (size_t i = 0; i < n; ++i)
-    split[i] = f.similarity.same_sd <= 0 ? (s[i] < first_split ? 1.0 : 0.0) : pair_terms(f, s[i], overlap[i]).loose;
+  std::vector<double> upper(n);  // and of its stranger weight in the upper part (0 without a tail)
+  for (size_t i = 0; i < n; ++i) {
+    const PairTerms t = first ? PairTerms{} : pair_terms(f, s[i], overlap[i]);
+    split[i] = first ? (s[i] < first_split ? 1.0 : 0.0) : t.loose;
+    upper[i] = !stranger_tail ? 0.0 : f.similarity.tail_share <= 0 ? (s[i] >= first_tail_split ? 1.0 : 0.0) : t.tail;
+  }
   f.overlap_same.assign(kOverlapBins, 0);
   f.overlap_diff.assign(kOverlapBins, 0);
   for (int it = 0; it < max_iter; ++it) {
     Mixture& m = f.similarity;
-    // M-step: class weight, two Gaussians for the same class and one for strangers over
+    // M-step: class weight, two Gaussians for the same class and one or two for strangers over
     // similarity, a histogram per class for overlap (one pseudo-count per bin, so no bin is
     // impossible for either class).
-    double w1 = 0, s1 = 0, wl = 0, sl = 0, w0 = 0, s0 = 0;
+    double w1 = 0, s1 = 0, wl = 0, sl = 0, w0 = 0, s0 = 0, wt = 0, st = 0;
     std::vector<double> h1(kOverlapBins, 1.0), h0(kOverlapBins, 1.0);
     for (size_t i = 0; i < n; ++i) {
       const double loose = r[i] * split[i], tight = r[i] - loose;
-      w1 += tight, s1 += tight * s[i], wl += loose, sl += loose * s[i], w0 += 1 - r[i], s0 += (1 - r[i]) * s[i];
+      const double tail = (1 - r[i]) * upper[i], core = (1 - r[i]) - tail;
+      w1 += tight, s1 += tight * s[i], wl += loose, sl += loose * s[i], w0 += core, s0 += core * s[i];
+      wt += tail, st += tail * s[i];
       h1[bin[i]] += r[i], h0[bin[i]] += 1 - r[i];
     }
     m.same_weight = std::clamp((w1 + wl) / double(n), 1e-4, 1 - 1e-4);
     m.loose_share = w1 + wl > 1e-9 ? wl / (w1 + wl) : 0.0;
+    m.tail_share = w0 + wt > 1e-9 ? wt / (w0 + wt) : 0.0;
     m.same_mean = w1 > 1e-9 ? s1 / w1 : m.same_mean;
     m.loose_mean = wl > 1e-9 ? sl / wl : m.loose_mean;
     m.diff_mean = w0 > 1e-9 ? s0 / w0 : m.diff_mean;
-    double v1 = 0, vl = 0, v0 = 0;
+    m.tail_mean = wt > 1e-9 ? st / wt : m.tail_mean;
+    double v1 = 0, vl = 0, v0 = 0, vt = 0;
     for (size_t i = 0; i < n; ++i) {
-      const double loose = r[i] * split[i];
+      const double loose = r[i] * split[i], tail = (1 - r[i]) * upper[i];
       v1 += (r[i] - loose) * (s[i] - m.same_mean) * (s[i] - m.same_mean);
       vl += loose * (s[i] - m.loose_mean) * (s[i] - m.loose_mean);
-      v0 += (1 - r[i]) * (s[i] - m.diff_mean) * (s[i] - m.diff_mean);
+      v0 += ((1 - r[i]) - tail) * (s[i] - m.diff_mean) * (s[i] - m.diff_mean);
+      vt += tail * (s[i] - m.tail_mean) * (s[i] - m.tail_mean);
     }
     m.same_sd = std::max(min_sd, std::sqrt(w1 > 1e-9 ? v1 / w1 : 0.0));
     m.loose_sd = std::max(min_sd, std::sqrt(wl > 1e-9 ? vl / wl : 0.0));
     m.diff_sd = std::max(min_sd, std::sqrt(w0 > 1e-9 ? v0 / w0 : 0.0));
+    m.tail_sd = std::max(min_sd, std::sqrt(wt > 1e-9 ? vt / wt : 0.0));
     const double t1 = std::accumulate(h1.begin(), h1.end(), 0.0), t0 = std::accumulate(h0.begin(), h0.end(), 0.0);
     for (int b = 0; b < kOverlapBins; ++b) f.overlap_same[b] = h1[b] / t1, f.overlap_diff[b] = h0[b] / t0;
     m.iterations = it + 1;
@@ -129,7 +154,7 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
     for (size_t i = 0; i < n; ++i) {
       const PairTerms t = pair_terms(f, s[i], overlap[i]);
       change = std::max(change, std::fabs(t.same - r[i]));
-      r[i] = t.same, split[i] = t.loose;
+      r[i] = t.same, split[i] = t.loose, upper[i] = t.tail;
     }
     if (change < 1e-6) break;
   }
@@ -172,21 +197,29 @@ EmStart em_start(const std::vector<float>& s, const std::vector<float>& overlap)
   return e;
 }
 
-TwoViewMixture two_view_from(const std::vector<float>& s, const std::vector<float>& overlap, const EmStart& st) {
-  std::vector<double> r = st.same_share;
-  TwoViewMixture f = run_two_view_em(st.sub_s, st.sub_o, r, TwoViewMixture{}, st.split, st.min_sd, 500);
-  if (st.stride > 1) {
-    std::vector<double> all(s.size());
-    for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
-    f = run_two_view_em(s, overlap, all, f, st.split, st.min_sd, 50);
-  }
+// Keeps "same" the higher-similarity class and each class's parts in order (the tight part and
+// the strangers' upper part above).
+void normalize_two_view(TwoViewMixture& f, bool stranger_tail) {
   Mixture& m = f.similarity;
+  if (stranger_tail && m.same_class_mean() < m.diff_class_mean()) {  // swap the classes, part for part
+    std::swap(m.same_mean, m.tail_mean), std::swap(m.same_sd, m.tail_sd);  // upper parts
+    std::swap(m.loose_mean, m.diff_mean), std::swap(m.loose_sd, m.diff_sd);  // lower parts
+    const double loose_share = 1 - m.tail_share, tail_share = 1 - m.loose_share;
+    m.loose_share = loose_share, m.tail_share = tail_share;
+    std::swap(f.overlap_same, f.overlap_diff);
+    m.same_weight = 1 - m.same_weight;
+  }
   if (m.loose_share > 0 && m.loose_mean > m.same_mean) {  // keep the tight part the upper one
     std::swap(m.same_mean, m.loose_mean);
     std::swap(m.same_sd, m.loose_sd);
     m.loose_share = 1 - m.loose_share;
   }
-  if (m.same_class_mean() < m.diff_mean) {  // keep "same" as the higher-similarity class
+  if (m.tail_share > 0 && m.tail_mean < m.diff_mean) {  // and the strangers' upper part theirs
+    std::swap(m.diff_mean, m.tail_mean);
+    std::swap(m.diff_sd, m.tail_sd);
+    m.tail_share = 1 - m.tail_share;
+  }
+  if (!stranger_tail && m.same_class_mean() < m.diff_mean) {  // keep "same" as the higher-similarity class
     // The class fitted as two Gaussians becomes "different": one Gaussian with its moments.
     const double mean = m.same_class_mean(), q = m.loose_share;
     const double var = (1 - q) * (m.same_sd * m.same_sd + (m.same_mean - mean) * (m.same_mean - mean)) +
@@ -196,13 +229,48 @@ TwoViewMixture two_view_from(const std::vector<float>& s, const std::vector<floa
     std::swap(f.overlap_same, f.overlap_diff);
     m.same_weight = 1 - m.same_weight;
   }
+}
+
+// EM on the subsample from responsibilities r, then refined on all pairs.
+TwoViewMixture two_view_em(const std::vector<float>& s, const std::vector<float>& overlap, const EmStart& st,
+                           std::vector<double>& r, const TwoViewMixture& from, double tail_split, bool stranger_tail) {
+  TwoViewMixture f = run_two_view_em(st.sub_s, st.sub_o, r, from, st.split, tail_split, stranger_tail, st.min_sd, 500);
+  if (st.stride > 1) {
+    std::vector<double> all(s.size());
+    for (size_t i = 0; i < s.size(); ++i) all[i] = f.posterior(s[i], overlap[i]);
+    f = run_two_view_em(s, overlap, all, f, st.split, tail_split, stranger_tail, st.min_sd, 50);
+  }
+  return f;
+}
+
+// With stranger_tail, the fit with one Gaussian for strangers is fitted first and the strangers'
+// upper part then grows from it: its stranger pairs split at their median similarity (core
+// below, upper part above). Started from the anchors directly, the upper part starts with half of
+// every undecided pair and can end holding a large identity's loose pairs (a worse optimum: on
+// the shape of Calibrate.KeepsTheLoosePairsOfTheSamePersonWithIt, log-likelihood -73761 against
+// -70810 from the nested start).
+TwoViewMixture two_view_from(const std::vector<float>& s, const std::vector<float>& overlap, const EmStart& st,
+                             bool stranger_tail) {
+  std::vector<double> r = st.same_share;
+  TwoViewMixture f = two_view_em(s, overlap, st, r, TwoViewMixture{}, 0.0, false);
+  normalize_two_view(f, false);
+  if (!stranger_tail) return f;
+  std::vector<float> strangers;
+  for (size_t i = 0; i < st.sub_s.size(); ++i) {
+    r[i] = f.posterior(st.sub_s[i], st.sub_o[i]);
+    if (r[i] < 0.5) strangers.push_back(st.sub_s[i]);
+  }
+  if (strangers.empty()) return f;
+  std::nth_element(strangers.begin(), strangers.begin() + strangers.size() / 2, strangers.end());
+  f = two_view_em(s, overlap, st, r, f, strangers[strangers.size() / 2], true);
+  normalize_two_view(f, true);
   return f;
 }
 
 }  // namespace
 
-TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap) {
-  return two_view_from(s, overlap, em_start(s, overlap));
+TwoViewMixture fit_two_view(const std::vector<float>& s, const std::vector<float>& overlap, bool stranger_tail) {
+  return two_view_from(s, overlap, em_start(s, overlap), stranger_tail);
 }
 
 void ThreePartMixture::responsibilities(double s, double overlap, double out[kParts]) const {
@@ -442,7 +510,7 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
   FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
   Calibration c;
   const EmStart start = em_start(sim, ps.overlap);  // one start for both fits
-  c.fit = two_view_from(sim, ps.overlap, start);
+  c.fit = two_view_from(sim, ps.overlap, start, true);
   {
     std::vector<float> dist(sim.size());
     for (size_t i = 0; i < sim.size(); ++i) dist[i] = 1.f - sim[i];
@@ -469,7 +537,9 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
                         "(%.0f%%) and ",
                         m.same_mean, m.same_sd, 100 * (1 - m.loose_share)) +
                     fmt("loose pairs mean %.3f sd %.3f (%.0f%%), ", m.loose_mean, m.loose_sd, 100 * m.loose_share) +
-                    fmt("different mean %.3f sd %.3f, same share %.2f", m.diff_mean, m.diff_sd, m.same_weight));
+                    fmt("strangers mean %.3f sd %.3f (%.0f%%) and ", m.diff_mean, m.diff_sd, 100 * (1 - m.tail_share)) +
+                    fmt("upper part mean %.3f sd %.3f (%.0f%%), same share %.2f", m.tail_mean, m.tail_sd,
+                        100 * m.tail_share, m.same_weight));
   auto typical_overlap = [](const std::vector<double>& h) {
     double mean = 0;
     for (size_t b = 0; b < h.size(); ++b) mean += h[b] * (double(b) + 0.5) / double(h.size());

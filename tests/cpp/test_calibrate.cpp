@@ -89,7 +89,7 @@ TEST(Calibrate, LearnsTheOverlapOfStrangersWhenTheStartIsImpure) {
   const TwoViewMixture f = fit_two_view(s, ov);
   EXPECT_NEAR(f.similarity.same_weight, 0.25, 0.03);
   EXPECT_NEAR(f.similarity.same_mean, 0.95, 0.005);
-  EXPECT_NEAR(f.similarity.diff_mean, 0.92, 0.005);
+  EXPECT_NEAR(f.similarity.diff_class_mean(), 0.92, 0.005);
   const SameProbability p(f.similarity, 0.85, 1.0);
   EXPECT_NEAR(p.threshold(), 0.9405, 0.006);
 }
@@ -128,6 +128,57 @@ TEST(Calibrate, KeepsTheLoosePairsOfTheSamePersonWithIt) {
   EXPECT_NEAR(p.threshold(), crossing, 0.01);
   EXPECT_GT(f.posterior(0.277, 0.35), 0.9);  // a typical loose pair
   EXPECT_LT(f.posterior(0.117, 0.05), 0.1);  // a typical stranger
+}
+
+TEST(Calibrate, GivesStrangersTheirLookAlikeTail) {
+  // The shape of family 112799872, where the fit with one Gaussian for strangers was
+  // over-confident: 15% of the kNN pairs are the same person (tight and loose parts), the
+  // strangers a narrow core with an upper tail of look-alike identities (6% of them, between the
+  // core and the loose pairs). Each class's overlap is uniform on its own range, so the true
+  // P(same | similarity, overlap bin) follows by Bayes' rule on the generating model. The fit
+  // whose strangers have two parts must recover the class share and the tail, and its posterior
+  // must be nearer the true one than the fit with one Gaussian for strangers.
+  const double share = 0.15, loose = 0.4, tail = 0.06;
+  const double tight_m = 0.66, tight_sd = 0.05, loose_m = 0.55, loose_sd = 0.05, core_m = 0.44, core_sd = 0.02,
+               tail_m = 0.50, tail_sd = 0.03;
+  const double same_lo = 0.3, same_hi = 1.0, diff_lo = 0.0, diff_hi = 0.6;  // overlap ranges
+  std::mt19937_64 rng(29);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::normal_distribution<double> z(0, 1);
+  std::vector<float> s, ov;
+  for (int i = 0; i < 120000; ++i) {
+    const bool is_same = u(rng) < share;
+    const double x = is_same ? (u(rng) < loose ? loose_m + loose_sd * z(rng) : tight_m + tight_sd * z(rng))
+                             : (u(rng) < tail ? tail_m + tail_sd * z(rng) : core_m + core_sd * z(rng));
+    s.push_back(static_cast<float>(x));
+    ov.push_back(static_cast<float>(is_same ? same_lo + (same_hi - same_lo) * u(rng) : diff_lo + (diff_hi - diff_lo) * u(rng)));
+  }
+  auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
+  auto bin_share = [](int b, double lo, double hi) {  // P(overlap bin b) for an overlap uniform on [lo, hi]
+    return std::max(0.0, std::min(hi, (b + 1) / double(kOverlapBins)) - std::max(lo, b / double(kOverlapBins))) / (hi - lo);
+  };
+  auto true_posterior = [&](double x, double o) {
+    const int b = overlap_bin(o);
+    const double a = share * ((1 - loose) * pdf(x, tight_m, tight_sd) + loose * pdf(x, loose_m, loose_sd)) *
+                     bin_share(b, same_lo, same_hi);
+    const double c = (1 - share) * ((1 - tail) * pdf(x, core_m, core_sd) + tail * pdf(x, tail_m, tail_sd)) *
+                     bin_share(b, diff_lo, diff_hi);
+    return a / (a + c);
+  };
+  const TwoViewMixture with_tail = fit_two_view(s, ov, true), without = fit_two_view(s, ov, false);
+  EXPECT_NEAR(with_tail.similarity.same_weight, share, 0.01);
+  EXPECT_NEAR(with_tail.similarity.tail_share, tail, 0.03);
+  EXPECT_NEAR(with_tail.similarity.tail_mean, tail_m, 0.02);
+  EXPECT_NEAR(with_tail.similarity.diff_mean, core_m, 0.005);
+  EXPECT_EQ(without.similarity.tail_share, 0.0);
+  double err_with = 0, err_without = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const double t = true_posterior(s[i], ov[i]);
+    err_with += std::fabs(with_tail.posterior(s[i], ov[i]) - t) / double(s.size());
+    err_without += std::fabs(without.posterior(s[i], ov[i]) - t) / double(s.size());
+  }
+  EXPECT_LT(err_with, 0.01);
+  EXPECT_LT(err_with, 0.5 * err_without) << "the tail should matter on this shape";
 }
 
 TEST(Calibrate, OverlapIsTheShareOfTheListInTheNeighbourhood) {
@@ -201,13 +252,14 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   const Calibration c = calibrate_graph(g, GraphParams{});
   const KnnGraph out = apply_calibration(g, c);
   // Independent expectation: P(same | s) from the fitted mixture's Gaussians (the same class's
-  // tight and loose parts, the strangers') by Bayes' rule.
+  // tight and loose parts, the strangers' core and upper part) by Bayes' rule.
   const Mixture& m = c.fit.similarity;
   auto bayes = [&](double s) {
     auto pdf = [](double x, double mu, double sd) { return std::exp(-0.5 * (x - mu) * (x - mu) / (sd * sd)) / sd; };
     const double a = m.same_weight * ((1 - m.loose_share) * pdf(s, m.same_mean, m.same_sd) +
                                       m.loose_share * pdf(s, m.loose_mean, m.loose_sd));
-    const double b = (1 - m.same_weight) * pdf(s, m.diff_mean, m.diff_sd);
+    const double b = (1 - m.same_weight) * ((1 - m.tail_share) * pdf(s, m.diff_mean, m.diff_sd) +
+                                            m.tail_share * pdf(s, m.tail_mean, m.tail_sd));
     return a / (a + b);
   };
   // The order term: the TPDi temperature times the distance over the median non-self distance
@@ -233,8 +285,9 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
       const double s = 1.0 - double(g.dist_row(i)[j]);
       const double order = weight * double(g.dist_row(i)[j]) / median;
       EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s) + order, 1e-6) << "row " << i << " entry " << j;
-      // Between the two means the monotone posterior is Bayes' rule itself.
-      if (s > m.diff_mean && s < m.same_mean) {
+      // Between the strangers' upper mean and the tight mean the monotone posterior is Bayes'
+      // rule itself.
+      if (s > std::max(m.diff_mean, m.tail_share > 0 ? m.tail_mean : m.diff_mean) && s < m.same_mean) {
         EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s) + order, 0.01) << "s " << s;
         ++checked_against_bayes;
       }
