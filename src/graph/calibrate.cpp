@@ -28,21 +28,25 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0, double d = 
   return buf;
 }
 
+// One class's two Gaussians at s, each weighted by its share (the second has `share`).
+std::pair<double, double> class_parts(double s, double mean, double sd, double share, double second_mean,
+                                      double second_sd) {
+  return {(1 - share) * normal_pdf(s, mean, sd), share > 0 ? share * normal_pdf(s, second_mean, second_sd) : 0.0};
+}
+
 }  // namespace
 
 std::pair<double, double> Mixture::same_parts(double s) const {
-  return {(1 - loose_share) * normal_pdf(s, same_mean, same_sd),
-          loose_share > 0 ? loose_share * normal_pdf(s, loose_mean, loose_sd) : 0.0};
+  return class_parts(s, same_mean, same_sd, loose_share, loose_mean, loose_sd);
+}
+
+std::pair<double, double> Mixture::diff_parts(double s) const {
+  return class_parts(s, diff_mean, diff_sd, tail_share, tail_mean, tail_sd);
 }
 
 double Mixture::same_pdf(double s) const {
   const auto [tight, loose] = same_parts(s);
   return tight + loose;
-}
-
-std::pair<double, double> Mixture::diff_parts(double s) const {
-  return {(1 - tail_share) * normal_pdf(s, diff_mean, diff_sd),
-          tail_share > 0 ? tail_share * normal_pdf(s, tail_mean, tail_sd) : 0.0};
 }
 
 double Mixture::diff_pdf(double s) const {
