@@ -229,22 +229,6 @@ TEST(Calibrate, OverlapBinIsTheIntegerShareOfTheList) {
   EXPECT_EQ(overlap_bin(1.5), kOverlapBins - 1);
 }
 
-TEST(Calibrate, ExpectedWeightDistanceSpansTheScaleOfTheConstants) {
-  const double sigma = 0.05;
-  EXPECT_NEAR(expected_weight_distance(1.0, sigma), 0.0, 1e-12);  // surely the same person
-  EXPECT_NEAR(expected_weight_distance(0.0, sigma), 1.0, 1e-12);  // surely strangers
-  // Even odds: half a sure pair's weight (plus half a stranger's), i.e. sigma ln 2 away, where
-  // 1 - P would have put it at 0.5 (ten temperatures, a weight of e^-10).
-  EXPECT_NEAR(expected_weight_distance(0.5, sigma), -sigma * std::log(0.5 * (1 + std::exp(-1 / sigma))), 1e-12);
-  EXPECT_NEAR(expected_weight_distance(0.5, sigma), sigma * std::log(2.0), 1e-9);
-  double last = 2;
-  for (int i = 0; i <= 100; ++i) {  // decreasing in P
-    const double d = expected_weight_distance(i / 100.0, sigma);
-    EXPECT_LT(d, last) << i;
-    last = d;
-  }
-}
-
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   // A graph with identities in it (a random graph has none, and its fit is degenerate).
   SynthOptions o;
@@ -300,15 +284,11 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
       if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) continue;
       const double s = 1.0 - double(g.dist_row(i)[j]);
       const double order = weight * double(g.dist_row(i)[j]) / median;
-      // Less the order term, the entry's transition weight exp(-d / sigma) is the pair's expected
-      // weight: 1 (distance 0) if the same person, exp(-1 / sigma) (distance 1) if strangers.
-      const double transition = std::exp(-(double(out.dist_row(i)[j]) - order) / weight);
-      auto expected = [&](double p) { return p + (1 - p) * std::exp(-1.0 / weight); };
-      EXPECT_NEAR(transition, expected(c.same(s)), 1e-5 * expected(c.same(s))) << "row " << i << " entry " << j;
+      EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s) + order, 1e-6) << "row " << i << " entry " << j;
       // Between the strangers' upper mean and the tight mean the monotone posterior is Bayes'
       // rule itself.
       if (s > std::max(m.diff_mean, m.tail_share > 0 ? m.tail_mean : m.diff_mean) && s < m.same_mean) {
-        EXPECT_NEAR(transition, expected(bayes(s)), 0.01) << "s " << s;
+        EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s) + order, 0.01) << "s " << s;
         ++checked_against_bayes;
       }
     }
