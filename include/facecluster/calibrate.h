@@ -1,9 +1,10 @@
 // Self-calibration for clustering without labels (docs/calibration.md): a two-class mixture
 // fitted to the kNN pairs, seen by their similarity and by how much of one face's neighbour
-// list lies in the other's neighbourhood, turns each graph distance into a calibrated
-// 1 - P(same identity) (plus the raw order within a class), the scale the method's constants
-// were designed for; the linking threshold is the one whose clustering makes the sampled pairs'
-// probabilities most likely, those read from a three-part fit whose middle part's share of
+// list lies in the other's neighbourhood, turns each graph distance into a calibrated one on
+// the scale the method's constants were designed for (0 for the same person, 1 for strangers):
+// the distance whose square-root transition weight (what TPDi adds up) is the pair's expected
+// one over the two classes given P(same identity), plus the raw order within a class; the
+// linking threshold is the one whose clustering makes the sampled pairs' probabilities most likely, those read from a three-part fit whose middle part's share of
 // same-person pairs is estimated together with the clustering.
 #pragma once
 
@@ -108,9 +109,9 @@ constexpr double kMinPairProbability = 1e-3;
 struct Calibration {
   TwoViewMixture fit;  // fit.similarity gives P(same | similarity) for the distances
   SameProbability same;
-  // The raw order kept inside a class: distance d becomes 1 - P(same) + order_weight * d /
-  // order_scale, with order_scale the median non-self kNN distance and order_weight the TPDi
-  // temperature (docs/calibration.md, "order within a class").
+  // The raw order kept inside a class: distance d becomes expected_root_weight_distance(P(same),
+  // tpdi_sigma) + order_weight * d / order_scale, with order_scale the median non-self kNN
+  // distance and order_weight the TPDi temperature (docs/calibration.md, step 3).
   double order_weight = 0, order_scale = 1;
   GraphParams params;  // what the graph stage should run with
   std::vector<PairEvidence> pairs;  // the sampled pairs, log-odds under `fit`
@@ -146,9 +147,15 @@ PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, cons
 SimilarityRange similarity_range(const KnnGraph& rows, int64_t first_row);
 Calibration calibration_from_sample(const PairSample& sample, const SimilarityRange& range, const GraphParams& base);
 
-// The same graph with calibrated distances 1 - P(same) + order_weight * d / order_scale; the
-// map is increasing in d, so neighbour order is unchanged. first_row: the global id of g's row
-// 0 (a part of a graph).
+// The distance whose square-root transition weight exp(-distance / (2 sigma)) is the expected
+// one of a pair that is the same person (distance 0) with probability p_same and a stranger
+// (distance 1) otherwise: -2 sigma log(p_same + (1 - p_same) exp(-1 / (2 sigma))). TPDi sums
+// sqrt(q_il q_jl), so each pair then adds to it what it adds on average over its two classes.
+double expected_root_weight_distance(double p_same, double sigma);
+
+// The same graph with calibrated distances expected_root_weight_distance(P(same), tpdi_sigma) +
+// order_weight * d / order_scale; the map is increasing in d, so neighbour order is unchanged.
+// first_row: the global id of g's row 0 (a part of a graph).
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row = 0);
 // The same, in place (no second n x k copy at MS1M scale).
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row = 0);

@@ -25,7 +25,7 @@ namespace facecluster {
 // (a trained checkpoint from work_dir, the config's architecture enforced).
 enum class Job { Cluster, Eval, Train };  // Train: only for unused_config_keys (train_model reads the config)
 
-// auto: distances rescaled to 1 - P(same identity) fitted on the data (docs/calibration.md);
+// auto: distances rescaled by P(same identity) fitted on the data (docs/calibration.md);
 // off: the distances as they are, with the release's constants.
 enum class CalibrateMode { Auto, Off };
 CalibrateMode parse_calibrate(const std::string& name);

@@ -553,9 +553,11 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
                         "lies in the other's neighbourhood on average for them, %.2f for strangers",
                         double(sim.size()), expected_same, typical_overlap(c.fit.overlap_same),
                         typical_overlap(c.fit.overlap_diff)));
-  c.notes.push_back(fmt("distances replaced by 1 - P(same | similarity) + %.3f x distance / %.3f (the median kNN "
-                        "distance: the order within a class, at the TPDi temperature); P(same) = 0.5 at similarity %.3f",
-                        c.order_weight, c.order_scale, c.same.threshold()));
+  c.notes.push_back(fmt("distances replaced by -2s log(P + (1 - P) exp(-1/(2s))), P = P(same | similarity), s = %.3f "
+                        "(the TPDi temperature: each neighbour's square-root transition weight, what TPDi adds up, is "
+                        "its expected value over the two classes) + %.3f x distance / %.3f (the median kNN distance: "
+                        "the order within a class); P(same) = 0.5 at similarity %.3f",
+                        c.params.tpdi_sigma, c.order_weight, c.order_scale, c.same.threshold()));
   return c;
 }
 
@@ -565,7 +567,20 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t firs
   return out;
 }
 
+namespace {
+// stranger_root: a stranger's square-root weight exp(-1 / (2 sigma)), computed once per graph
+// rather than once per entry.
+double distance_of_expected_root_weight(double p_same, double sigma, double stranger_root) {
+  return -2 * sigma * std::log(p_same + (1 - p_same) * stranger_root);
+}
+}  // namespace
+
+double expected_root_weight_distance(double p_same, double sigma) {
+  return distance_of_expected_root_weight(p_same, sigma, std::exp(-0.5 / sigma));
+}
+
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
+  const double sigma = c.params.tpdi_sigma, stranger_root = std::exp(-0.5 / sigma);
 #pragma omp parallel for schedule(static) if (g.n > 5000)
   for (int64_t i = 0; i < g.n; ++i) {
     const int32_t* nb = g.nbr_row(i);
@@ -574,8 +589,10 @@ void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
       if (nb[j] < 0) continue;
       const double raw = d[j];
       // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
-      d[j] = nb[j] == first_row + i || raw <= 0 ? 0.f
-                                    : static_cast<float>(1.0 - c.same(1.0 - raw) + c.order_weight * raw / c.order_scale);
+      d[j] = nb[j] == first_row + i || raw <= 0
+                 ? 0.f
+                 : static_cast<float>(distance_of_expected_root_weight(c.same(1.0 - raw), sigma, stranger_root) +
+                                      c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }
   }

@@ -229,6 +229,25 @@ TEST(Calibrate, OverlapBinIsTheIntegerShareOfTheList) {
   EXPECT_EQ(overlap_bin(1.5), kOverlapBins - 1);
 }
 
+TEST(Calibrate, ExpectedRootWeightDistanceSpansTheScaleOfTheConstants) {
+  const double sigma = 0.05;
+  EXPECT_NEAR(expected_root_weight_distance(1.0, sigma), 0.0, 1e-12);  // surely the same person
+  EXPECT_NEAR(expected_root_weight_distance(0.0, sigma), 1.0, 1e-12);  // surely strangers
+  // Even odds: half a sure pair's square-root weight (plus half a stranger's), i.e. 2 sigma ln 2
+  // away (a quarter of a sure pair's weight), where 1 - P would have put it at 0.5 (e^-10).
+  EXPECT_NEAR(expected_root_weight_distance(0.5, sigma), -2 * sigma * std::log(0.5 * (1 + std::exp(-0.5 / sigma))), 1e-12);
+  EXPECT_NEAR(expected_root_weight_distance(0.5, sigma), 2 * sigma * std::log(2.0), 1e-5);
+  // A stranger of P 0.01 adds about 0.01 of a sure pair to a Bhattacharyya sum: its weight is
+  // about 1e-4 of a sure pair's, not 0.01.
+  EXPECT_NEAR(std::exp(-expected_root_weight_distance(0.01, sigma) / sigma), 0.01 * 0.01, 2e-6);
+  double last = 2;
+  for (int i = 0; i <= 100; ++i) {  // decreasing in P
+    const double d = expected_root_weight_distance(i / 100.0, sigma);
+    EXPECT_LT(d, last) << i;
+    last = d;
+  }
+}
+
 TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
   // A graph with identities in it (a random graph has none, and its fit is degenerate).
   SynthOptions o;
@@ -284,11 +303,15 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
       if (g.nbr_row(i)[j] == i || g.dist_row(i)[j] == 0.f) continue;
       const double s = 1.0 - double(g.dist_row(i)[j]);
       const double order = weight * double(g.dist_row(i)[j]) / median;
-      EXPECT_NEAR(out.dist_row(i)[j], 1.0 - c.same(s) + order, 1e-6) << "row " << i << " entry " << j;
+      // Less the order term, the entry's square-root transition weight exp(-d / (2 sigma)) is the
+      // pair's expected one: 1 (distance 0) if the same person, exp(-1 / (2 sigma)) if strangers.
+      const double transition = std::exp(-(double(out.dist_row(i)[j]) - order) / (2 * weight));
+      auto expected = [&](double p) { return p + (1 - p) * std::exp(-0.5 / weight); };
+      EXPECT_NEAR(transition, expected(c.same(s)), 1e-5 * expected(c.same(s))) << "row " << i << " entry " << j;
       // Between the strangers' upper mean and the tight mean the monotone posterior is Bayes'
       // rule itself.
       if (s > std::max(m.diff_mean, m.tail_share > 0 ? m.tail_mean : m.diff_mean) && s < m.same_mean) {
-        EXPECT_NEAR(out.dist_row(i)[j], 1.0 - bayes(s) + order, 0.01) << "s " << s;
+        EXPECT_NEAR(transition, expected(bayes(s)), 0.01) << "s " << s;
         ++checked_against_bayes;
       }
     }
