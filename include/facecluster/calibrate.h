@@ -4,8 +4,9 @@
 // the scale the method's constants were designed for (0 for the same person, 1 for strangers):
 // the distance whose square-root transition weight (what TPDi adds up) is the pair's expected
 // one over the two classes given P(same identity), plus the raw order within a class; the
-// linking threshold is the one whose clustering makes the sampled pairs' probabilities most likely, those read from a three-part fit whose middle part's share of
-// same-person pairs is estimated together with the clustering.
+// linking threshold is the one whose clustering makes the sampled pairs' probabilities most
+// likely, those read from a three-part fit whose middle part's share of same-person pairs is
+// estimated together with the clustering.
 #pragma once
 
 #include <cstdint>

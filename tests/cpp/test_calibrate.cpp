@@ -305,13 +305,13 @@ TEST(Calibrate, ApplyKeepsOrderAndSelfDistance) {
       const double order = weight * double(g.dist_row(i)[j]) / median;
       // Less the order term, the entry's square-root transition weight exp(-d / (2 sigma)) is the
       // pair's expected one: 1 (distance 0) if the same person, exp(-1 / (2 sigma)) if strangers.
-      const double transition = std::exp(-(double(out.dist_row(i)[j]) - order) / (2 * weight));
+      const double root_weight = std::exp(-(double(out.dist_row(i)[j]) - order) / (2 * weight));
       auto expected = [&](double p) { return p + (1 - p) * std::exp(-0.5 / weight); };
-      EXPECT_NEAR(transition, expected(c.same(s)), 1e-5 * expected(c.same(s))) << "row " << i << " entry " << j;
+      EXPECT_NEAR(root_weight, expected(c.same(s)), 1e-5 * expected(c.same(s))) << "row " << i << " entry " << j;
       // Between the strangers' upper mean and the tight mean the monotone posterior is Bayes'
       // rule itself.
       if (s > std::max(m.diff_mean, m.tail_share > 0 ? m.tail_mean : m.diff_mean) && s < m.same_mean) {
-        EXPECT_NEAR(transition, expected(bayes(s)), 0.01) << "s " << s;
+        EXPECT_NEAR(root_weight, expected(bayes(s)), 0.01) << "s " << s;
         ++checked_against_bayes;
       }
     }
