@@ -568,19 +568,19 @@ KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t firs
 }
 
 namespace {
-// stranger_root: a stranger's square-root weight exp(-1 / (2 sigma)), computed once per graph
-// rather than once per entry.
-double distance_of_expected_root_weight(double p_same, double sigma, double stranger_root) {
-  return -2 * sigma * std::log(p_same + (1 - p_same) * stranger_root);
-}
+// expected_root_weight_distance at one temperature, with a stranger's square-root weight
+// exp(-1 / (2 sigma)) computed once per graph rather than once per entry.
+struct ExpectedRootWeight {
+  double sigma, stranger_root;
+  explicit ExpectedRootWeight(double temperature) : sigma(temperature), stranger_root(std::exp(-0.5 / temperature)) {}
+  double distance(double p_same) const { return -2 * sigma * std::log(p_same + (1 - p_same) * stranger_root); }
+};
 }  // namespace
 
-double expected_root_weight_distance(double p_same, double sigma) {
-  return distance_of_expected_root_weight(p_same, sigma, std::exp(-0.5 / sigma));
-}
+double expected_root_weight_distance(double p_same, double sigma) { return ExpectedRootWeight(sigma).distance(p_same); }
 
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
-  const double sigma = c.params.tpdi_sigma, stranger_root = std::exp(-0.5 / sigma);
+  const ExpectedRootWeight root_weight(c.params.tpdi_sigma);
 #pragma omp parallel for schedule(static) if (g.n > 5000)
   for (int64_t i = 0; i < g.n; ++i) {
     const int32_t* nb = g.nbr_row(i);
@@ -591,8 +591,7 @@ void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
       // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
       d[j] = nb[j] == first_row + i || raw <= 0
                  ? 0.f
-                 : static_cast<float>(distance_of_expected_root_weight(c.same(1.0 - raw), sigma, stranger_root) +
-                                      c.order_weight * raw / c.order_scale);
+                 : static_cast<float>(root_weight.distance(c.same(1.0 - raw)) + c.order_weight * raw / c.order_scale);
       if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
     }
   }
