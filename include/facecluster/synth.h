@@ -23,6 +23,8 @@ struct SynthOptions {
   double quality_sigma = 0.25;   // per-face log-normal spread of the noise (image quality)
   double near_dup_share = 0.02;  // identities whose centre is placed near another's
   double near_dup_cos = 0.50;    // cosine between such centres
+  double centre_dim = 0;         // identity centres spread like random directions in this many
+                                 // dimensions (cos^2 averages 1 / centre_dim), in [1, dim]; 0: all of dim
   double mislabel_share = 0.01;  // faces given another identity's label
   std::string cos_map = "none";  // see apply_cosine_map
 };

@@ -174,6 +174,7 @@ PYBIND11_MODULE(_core, m) {
         d["seed"] = o.seed;
         d["cos_map"] = o.cos_map;
         d["mislabel_share"] = o.mislabel_share;
+        d["centre_dim"] = o.centre_dim;
         return d;
       },
       "synth()'s defaults, as the C++ generator has them");
@@ -264,7 +265,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "synth",
-      [](int64_t n, int64_t dim, int64_t identities, uint64_t seed, const std::string& cos_map, double mislabel_share) {
+      [](int64_t n, int64_t dim, int64_t identities, uint64_t seed, const std::string& cos_map, double mislabel_share,
+         double centre_dim) {
         SynthOptions o;
         o.n = n;
         o.dim = dim;
@@ -272,6 +274,7 @@ PYBIND11_MODULE(_core, m) {
         o.seed = seed;
         o.cos_map = cos_map;
         o.mislabel_share = mislabel_share;
+        o.centre_dim = centre_dim;
         SynthData d;
         {
           py::gil_scoped_release release;
@@ -283,7 +286,8 @@ PYBIND11_MODULE(_core, m) {
         std::copy(d.labels.begin(), d.labels.end(), l.mutable_data());
         return py::make_tuple(x, l);
       },
-      py::arg("n"), py::arg("dim"), py::arg("identities"), py::arg("seed"), py::arg("cos_map"), py::arg("mislabel_share"));
+      py::arg("n"), py::arg("dim"), py::arg("identities"), py::arg("seed"), py::arg("cos_map"), py::arg("mislabel_share"),
+      py::arg("centre_dim"));
 
   m.def(
       "load_knn",

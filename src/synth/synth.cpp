@@ -88,6 +88,47 @@ std::vector<int64_t> identity_sizes(const SynthOptions& opt, int64_t ids, std::m
   return size;
 }
 
+// 1 / E[cos^2] of two independent directions normalize(sqrt(lambda) * g), g standard normal:
+// the dimension d' in which uniformly random directions spread as much (their cos^2 averages
+// 1 / d'). For Gaussian g, E[g_k^2 / sum_j lambda_j g_j^2] = c_k = integral over t > 0 of
+// prod_j (1 + 2 t lambda_j)^(-1/2) / (1 + 2 t lambda_k), so E[cos^2] = sum_k lambda_k^2 c_k^2.
+double spread_dimension(const std::vector<double>& lambda) {
+  constexpr int kSteps = 1001;  // t = e^s, s in [-25, 25]: the integrand is negligible outside
+  const double ds = 50.0 / (kSteps - 1);
+  std::vector<double> c(lambda.size(), 0.0);
+  for (int i = 0; i < kSteps; ++i) {
+    const double t = std::exp(-25.0 + ds * i);
+    double log_prod = 0;
+    for (double l : lambda) log_prod -= 0.5 * std::log1p(2 * t * l);
+    const double w = std::exp(log_prod) * t * ds;  // dt = t ds
+    for (size_t k = 0; k < lambda.size(); ++k) c[k] += w / (1 + 2 * t * lambda[k]);
+  }
+  double e = 0;
+  for (size_t k = 0; k < lambda.size(); ++k) e += lambda[k] * lambda[k] * c[k] * c[k];
+  return 1.0 / e;
+}
+
+// Per-axis spreads sqrt(k^-alpha), k = 1..d, with alpha chosen so that the centres spread as
+// random directions in `centre_dim` dimensions would. Cosines are rotation invariant, so
+// axis-aligned anisotropy stands for any rotated one.
+std::vector<float> centre_axis_spreads(int64_t d, double centre_dim) {
+  auto spectrum = [d](double alpha) {
+    std::vector<double> lambda(static_cast<size_t>(d));
+    double sum = 0;
+    for (int64_t k = 1; k <= d; ++k) sum += lambda[k - 1] = std::pow(double(k), -alpha);
+    for (double& l : lambda) l /= sum;
+    return lambda;
+  };
+  double lo = 0, hi = 16;  // the spread dimension falls from d at alpha 0 towards 1
+  for (int it = 0; it < 40; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (spread_dimension(spectrum(mid)) > centre_dim ? lo : hi) = mid;
+  }
+  std::vector<float> spread(static_cast<size_t>(d));
+  for (int64_t k = 1; k <= d; ++k) spread[k - 1] = static_cast<float>(std::pow(double(k), -0.5 * lo));
+  return spread;
+}
+
 }  // namespace
 
 SynthData make_synthetic(const SynthOptions& opt) {
@@ -108,6 +149,8 @@ SynthData make_synthetic(const SynthOptions& opt) {
   FC_CHECK(opt.cos_min > 0 && opt.cos_max < 1 && opt.cos_min <= opt.cos_max,
            "synth: need 0 < cos_min <= cos_max < 1, got " << opt.cos_min << " and " << opt.cos_max);
   FC_CHECK(opt.max_size >= 1, "synth: max_size must be >= 1");
+  FC_CHECK(opt.centre_dim == 0 || (opt.centre_dim >= 1 && opt.centre_dim <= double(opt.dim)),
+           "synth: centre_dim must be 0 (isotropic) or in [1, dim = " << opt.dim << "], got " << opt.centre_dim);
   int64_t ids = opt.identities > 0 ? opt.identities : std::max<int64_t>(1, opt.n / 68);
   ids = std::min(ids, opt.n);
   FC_CHECK(ids * opt.max_size >= opt.n, "synth: " << ids << " identities of at most " << opt.max_size
@@ -117,14 +160,27 @@ SynthData make_synthetic(const SynthOptions& opt) {
   std::uniform_real_distribution<double> uni(0, 1);
   const std::vector<int64_t> size = identity_sizes(opt, ids, rng);
 
-  // Identity centres; a few are placed near an earlier identity (near-duplicate pairs).
+  // Identity centres, crowded into fewer effective dimensions when centre_dim is set (the same
+  // draws either way, so isotropic seeds keep their bytes); a few are placed near an earlier
+  // identity (near-duplicate pairs).
   Matrix centres(ids, d);
+  const std::vector<float> spread = opt.centre_dim > 0 ? centre_axis_spreads(d, opt.centre_dim) : std::vector<float>{};
   for (int64_t c = 0; c < ids; ++c) {
     if (c > 0 && uni(rng) < opt.near_dup_share) {
       const int64_t other = static_cast<int64_t>(uni(rng) * c);
       unit_at_cosine(rng, centres.row(other), opt.near_dup_cos, centres.row(c), d);
     } else {
-      random_unit(rng, centres.row(c), d);
+      float* mu = centres.row(c);
+      random_unit(rng, mu, d);
+      if (!spread.empty()) {
+        double ss = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          mu[j] *= spread[j];
+          ss += double(mu[j]) * mu[j];
+        }
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+        for (int64_t j = 0; j < d; ++j) mu[j] *= inv;
+      }
     }
   }
   std::vector<double> target(static_cast<size_t>(ids));

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <random>
 #include <map>
 #include "facecluster/error.h"
 #include "facecluster/synth.h"
@@ -110,4 +112,56 @@ TEST(Synth, SingleShareGivesThatShareOfOneFaceIdentities) {
   // identities share the remaining 17,600 faces, so almost none of them ends up with one face.
   EXPECT_EQ(static_cast<int64_t>(size.size()), 4000);
   EXPECT_NEAR(static_cast<double>(ones), 2400.0, 130.0);
+}
+
+TEST(Synth, CentreDimCrowdsStrangersAsItsSpectrumSays) {
+  // Faces x = sqrt(t) mu + sqrt(1 - t) e with t the within-identity cosine (0.64 here, no
+  // quality spread, one mode) and e a random unit vector. Two strangers then have cosine
+  //   t cos(mu_i, mu_j) + sqrt(t (1 - t)) (mu_i.e_j + e_i.mu_j) + (1 - t) e_i.e_j,
+  // of variance t^2 / P + (2 t (1 - t) + (1 - t)^2) / D, where cos(mu_i, mu_j) has variance
+  // 1 / P for centres with a spectrum of participation ratio P (P = D when isotropic).
+  const double t = 0.64, dim = 256;
+  auto stranger_sd = [&](double centre_dim) {
+    SynthOptions o;
+    o.n = 6000;
+    o.dim = static_cast<int64_t>(dim);
+    o.identities = 600;
+    o.cos_min = o.cos_max = t;
+    o.quality_sigma = 0;
+    o.two_mode_share = o.near_dup_share = o.mislabel_share = 0;
+    o.centre_dim = centre_dim;
+    const SynthData d = make_synthetic(o);
+    std::mt19937_64 rng(5);
+    std::uniform_int_distribution<int64_t> pick(0, o.n - 1);
+    double s1 = 0, s2 = 0;
+    int64_t m = 0;
+    while (m < 40000) {
+      const int64_t a = pick(rng), b = pick(rng);
+      if (d.labels[a] == d.labels[b]) continue;
+      double c = 0;
+      for (int64_t j = 0; j < o.dim; ++j) c += double(d.features.row(a)[j]) * d.features.row(b)[j];
+      s1 += c;
+      s2 += c * c;
+      ++m;
+    }
+    const SynthStats s = measure_synthetic(d.features, d.labels);
+    EXPECT_NEAR(s.within_cos_mean, t, 0.03) << "centre_dim " << centre_dim << " must not change the identities";
+    return std::sqrt(s2 / double(m) - (s1 / double(m)) * (s1 / double(m)));
+  };
+  auto expected_sd = [&](double p) { return std::sqrt(t * t / p + (2 * t * (1 - t) + (1 - t) * (1 - t)) / dim); };
+  EXPECT_NEAR(stranger_sd(0), expected_sd(dim), 0.1 * expected_sd(dim));
+  EXPECT_NEAR(stranger_sd(16), expected_sd(16), 0.1 * expected_sd(16));
+  EXPECT_NEAR(stranger_sd(64), expected_sd(64), 0.1 * expected_sd(64));
+}
+
+TEST(Synth, CentreDimOutsideOneToDimIsRejected) {
+  SynthOptions o;
+  o.n = 100;
+  o.dim = 32;
+  for (double bad : {0.5, 33.0, -1.0}) {
+    o.centre_dim = bad;
+    EXPECT_THROW(make_synthetic(o), Error) << bad;
+  }
+  o.centre_dim = 32;
+  EXPECT_NO_THROW(make_synthetic(o));
 }

@@ -257,6 +257,20 @@ def test_bad_values_from_python_are_refused(data):
         facecluster.knn_recall(X[:100], nb, d, sample=-1)
     with pytest.raises(ValueError, match="mislabel_share"):
         facecluster.synth(n=100, dim=8, mislabel_share=2.0)
+    with pytest.raises(ValueError, match="centre_dim must be"):
+        facecluster.synth(n=100, dim=8, centre_dim=9)
+
+
+def test_synth_centre_dim_crowds_strangers():
+    # Random directions in C dimensions have cos^2 averaging 1 / C, so crowding the centres into
+    # 8 of 128 dimensions raises the strangers' cosine spread several-fold (docs/synth.md).
+    def stranger_cos_sd(centre_dim):
+        X, y = facecluster.synth(n=3000, dim=128, seed=11, mislabel_share=0.0, centre_dim=centre_dim)
+        rng = np.random.default_rng(0)
+        i, j = rng.integers(0, len(y), 20000), rng.integers(0, len(y), 20000)
+        keep = y[i] != y[j]
+        return float(np.std(np.einsum("ij,ij->i", X[i[keep]], X[j[keep]])))
+    assert stranger_cos_sd(8) > 2.5 * stranger_cos_sd(0)
 
 
 def test_device_is_checked_and_cpu_gives_the_default_result(data):

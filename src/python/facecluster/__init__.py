@@ -147,9 +147,11 @@ def evaluate(pred, gt, features=None, bins=_D["bins"]):
 
 
 def synth(n=_S["n"], dim=_S["dim"], *, identities=_S["identities"], seed=_S["seed"], cos_map=_S["cos_map"],
-          mislabel_share=_S["mislabel_share"]):
-    """Synthetic face embeddings (float32 (n, dim'), unit rows) and labels (int64); see docs/synth.md."""
-    return _core.synth(int(n), int(dim), int(identities), int(seed), str(cos_map), float(mislabel_share))
+          mislabel_share=_S["mislabel_share"], centre_dim=_S["centre_dim"]):
+    """Synthetic face embeddings (float32 (n, dim'), unit rows) and labels (int64); see docs/synth.md.
+    centre_dim crowds the identity centres into that many effective dimensions (0: all of dim)."""
+    return _core.synth(int(n), int(dim), int(identities), int(seed), str(cos_map), float(mislabel_share),
+                       float(centre_dim))
 
 
 def load_knn(path, expected_n=-1):
