@@ -28,7 +28,8 @@ std::function<void()> add_synth(CLI::App& app) {
   cmd->add_option("--quality-sigma", opt->quality_sigma, "per-face spread of the noise level")->capture_default_str();
   cmd->add_option("--near-dup-share", opt->near_dup_share, "share of identities placed near another")->capture_default_str();
   cmd->add_option("--centre-dim", opt->centre_dim,
-                  "effective dimension of the identity centres (crowded look-alikes when small); 0: isotropic")
+                  "the identity centres spread like random directions in this many dimensions (small: crowded, "
+                  "many look-alikes); 0: all of dim")
       ->capture_default_str();
   cmd->add_option("--mislabel-share", opt->mislabel_share, "share of faces with a wrong label")->capture_default_str();
   cmd->add_option("--cos-map", opt->cos_map, "cosine mapping: none, offset:A, noise:S (chain with ',')")->capture_default_str();

@@ -118,8 +118,9 @@ TEST(Synth, CentreDimCrowdsStrangersAsItsSpectrumSays) {
   // Faces x = sqrt(t) mu + sqrt(1 - t) e with t the within-identity cosine (0.64 here, no
   // quality spread, one mode) and e a random unit vector. Two strangers then have cosine
   //   t cos(mu_i, mu_j) + sqrt(t (1 - t)) (mu_i.e_j + e_i.mu_j) + (1 - t) e_i.e_j,
-  // of variance t^2 / P + (2 t (1 - t) + (1 - t)^2) / D, where cos(mu_i, mu_j) has variance
-  // 1 / P for centres with a spectrum of participation ratio P (P = D when isotropic).
+  // of variance t^2 / C + (2 t (1 - t) + (1 - t)^2) / D, where cos(mu_i, mu_j) has variance
+  // 1 / C for centres that spread like random directions in C = centre_dim dimensions (C = D
+  // when isotropic).
   const double t = 0.64, dim = 256;
   auto stranger_sd = [&](double centre_dim) {
     SynthOptions o;
