@@ -21,15 +21,17 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
+void scale_to_unit(float* x, int64_t d) {
+  double ss = 0;
+  for (int64_t j = 0; j < d; ++j) ss += double(x[j]) * x[j];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+  for (int64_t j = 0; j < d; ++j) x[j] *= inv;
+}
+
 void random_unit(std::mt19937_64& rng, float* out, int64_t d) {
   std::normal_distribution<float> nd(0.f, 1.f);
-  double ss = 0;
-  for (int64_t j = 0; j < d; ++j) {
-    out[j] = nd(rng);
-    ss += double(out[j]) * out[j];
-  }
-  const float inv = static_cast<float>(1.0 / std::sqrt(ss));
-  for (int64_t j = 0; j < d; ++j) out[j] *= inv;
+  for (int64_t j = 0; j < d; ++j) out[j] = nd(rng);
+  scale_to_unit(out, d);
 }
 
 // A unit vector at cosine `c` from unit `base`.
@@ -173,13 +175,8 @@ SynthData make_synthetic(const SynthOptions& opt) {
       float* mu = centres.row(c);
       random_unit(rng, mu, d);
       if (!spread.empty()) {
-        double ss = 0;
-        for (int64_t j = 0; j < d; ++j) {
-          mu[j] *= spread[j];
-          ss += double(mu[j]) * mu[j];
-        }
-        const float inv = static_cast<float>(1.0 / std::sqrt(ss));
-        for (int64_t j = 0; j < d; ++j) mu[j] *= inv;
+        for (int64_t j = 0; j < d; ++j) mu[j] *= spread[j];
+        scale_to_unit(mu, d);
       }
     }
   }
@@ -213,13 +210,8 @@ SynthData make_synthetic(const SynthOptions& opt) {
       const float* mu = (two_mode[c] && u(r) < 0.5) ? mode_b.data() : centres.row(c);
       float* x = out.features.row(row);
       const float sf = s * std::exp(static_cast<float>(opt.quality_sigma) * nd(r));
-      double ss = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        x[j] = mu[j] + sf * nd(r);
-        ss += double(x[j]) * x[j];
-      }
-      const float inv = static_cast<float>(1.0 / std::sqrt(ss));
-      for (int64_t j = 0; j < d; ++j) x[j] *= inv;
+      for (int64_t j = 0; j < d; ++j) x[j] = mu[j] + sf * nd(r);
+      scale_to_unit(x, d);
       out.labels[row] = c;
     }
   }
