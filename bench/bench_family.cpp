@@ -278,23 +278,26 @@ int main() {
   }
   std::vector<double> gfp, gfb;
   int above_target = 0;
-  std::string unreachable, below_infomap, beyond_links;
+  std::string unreachable;
+  std::vector<std::string> below_infomap, beyond_links;
   for (const Result& r : all) {
     if (r.reach_gap > kGapTarget) unreachable += (unreachable.empty() ? "" : ", ") + r.name;
     gfp.push_back(r.best_fp - r.def_fp);
     gfb.push_back(r.best_fb - r.def_fb);
     above_target += std::max(gfp.back(), gfb.back()) > kGapTarget;
     if (r.im_def_fp >= 0 && (r.def_fp < r.im_def_fp || r.def_fb < r.im_def_fb)) {
-      below_infomap += (below_infomap.empty() ? "" : ", ") + r.name;
+      below_infomap.push_back(r.name);
       // No tau on either scale reaches infomap's default in both scores: no cut can mend that.
-      if (r.best_fp < r.im_def_fp || r.best_fb < r.im_def_fb) beyond_links += (beyond_links.empty() ? "" : ", ") + r.name;
+      if (r.best_fp < r.im_def_fp || r.best_fb < r.im_def_fb) beyond_links.push_back(r.name);
     }
   }
-  auto count = [](const std::string& names) {
-    return names.empty() ? 0 : 1 + std::count(names.begin(), names.end(), ',');
+  auto listed = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const std::string& s : names) out += (out.empty() ? "" : "; ") + s;
+    return names.empty() ? std::string("none") : out;
   };
   const std::string infomap_summary =
-      infomap ? "default below infomap's default (F_P or F_B) on " + std::to_string(count(below_infomap)) + " sets"
+      infomap ? "default below infomap's default (F_P or F_B) on " + std::to_string(below_infomap.size()) + " sets"
               : "infomap not run (FC_FAMILY_INFOMAP=0)";
   std::printf("\n%zu sets: gap F_P median %.3f p90 %.3f max %.3f | gap F_B median %.3f p90 %.3f max %.3f | gap above %.2f "
               "on %d sets | %s\n",
@@ -302,10 +305,10 @@ int main() {
               quantile(gfb, 0.9), quantile(gfb, 1.0), kGapTarget, above_target, infomap_summary.c_str());
   std::printf("no single tau within %.2f of both bests on: %s\n", kGapTarget, unreachable.empty() ? "none" : unreachable.c_str());
   if (infomap) {
-    std::printf("default below infomap's default on: %s\n", below_infomap.empty() ? "none" : below_infomap.c_str());
+    std::printf("default below infomap's default on: %s\n", listed(below_infomap).c_str());
     std::printf("of those, no tau on either scale reaches infomap's default (the links fall short; the default may "
                 "also miss its own best there) on: %s\n",
-                beyond_links.empty() ? "none" : beyond_links.c_str());
+                listed(beyond_links).c_str());
   }
   return 0;
 }
