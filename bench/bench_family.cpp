@@ -278,10 +278,9 @@ int main() {
   }
   std::vector<double> gfp, gfb;
   int above_target = 0;
-  std::string unreachable;
-  std::vector<std::string> below_infomap, beyond_links;
+  std::vector<std::string> unreachable, below_infomap, beyond_links;
   for (const Result& r : all) {
-    if (r.reach_gap > kGapTarget) unreachable += (unreachable.empty() ? "" : ", ") + r.name;
+    if (r.reach_gap > kGapTarget) unreachable.push_back(r.name);
     gfp.push_back(r.best_fp - r.def_fp);
     gfb.push_back(r.best_fb - r.def_fb);
     above_target += std::max(gfp.back(), gfb.back()) > kGapTarget;
@@ -303,7 +302,7 @@ int main() {
               "on %d sets | %s\n",
               all.size(), quantile(gfp, 0.5), quantile(gfp, 0.9), quantile(gfp, 1.0), quantile(gfb, 0.5),
               quantile(gfb, 0.9), quantile(gfb, 1.0), kGapTarget, above_target, infomap_summary.c_str());
-  std::printf("no single tau within %.2f of both bests on: %s\n", kGapTarget, unreachable.empty() ? "none" : unreachable.c_str());
+  std::printf("no single tau within %.2f of both bests on: %s\n", kGapTarget, listed(unreachable).c_str());
   if (infomap) {
     std::printf("default below infomap's default on: %s\n", listed(below_infomap).c_str());
     std::printf("of those, no tau on either scale reaches infomap's default (the links fall short; the default may "
