@@ -169,14 +169,17 @@ double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs
 // The pairs' probabilities the cut uses. The three-part fit's middle part is read as the same
 // person when some clustering on the path explains the pairs better that way (all of it the same
 // person) than with all of it strangers (each reading scored by its best clustering's
-// log-likelihood, constant included). Then P(same) = P(tight) + theta x P(middle), theta (the
-// middle part's share of same-person pairs, 0, 0.05, ..., 1) estimated by maximum likelihood
-// together with the clustering. Otherwise the two-class fit's probabilities (c.pairs): read as
+// log-likelihood, constant included). Then P(same) = P(tight) + theta x P(middle), with theta
+// (the middle part's share of same-person pairs) midway between two estimates that err in
+// opposite directions: the share by maximum likelihood together with the clustering (0, 0.05,
+// ..., 1; high, a classification likelihood favours shares that make the pairs sure) and the
+// two-class fit's mean P(same) over the middle part (low, it ties loose pairs to the tight
+// pairs' overlap). Otherwise the two-class fit's probabilities (c.pairs): read as
 // strangers, "everything apart" explains a large middle part at little cost whatever it is, so
 // that side of the comparison cannot be trusted (docs/calibration.md). `note` says which.
 constexpr int kMiddleShareSteps = 20;
 struct CutEvidence {
-  double middle_share = 0;  // theta, the best on the grid
+  double middle_share = 0;  // theta
   bool middle_is_same = false;  // and the pairs below are P(tight) + theta x P(middle)
   std::vector<PairEvidence> pairs;
   std::vector<int32_t> join_step;  // each pair's first step together on the links it was read from

@@ -735,7 +735,15 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
     best_at[static_cast<size_t>(t)] = apart + best;
   }
   const int best_t = static_cast<int>(std::max_element(best_at.begin(), best_at.end()) - best_at.begin());
-  CutEvidence out{best_t / double(kMiddleShareSteps), best_at.back() > best_at.front(), c.pairs, std::move(join_step)};
+  const double joint_share = best_t / double(kMiddleShareSteps);
+  // The two-class fit's own share: its mean same-person probability over the middle part.
+  double middle_mass = 0, middle_same = 0;
+  for (size_t i = 0; i < c.pairs.size(); ++i) {
+    middle_mass += c.part_shares[i].second;
+    middle_same += c.part_shares[i].second / (1 + std::exp(-double(c.pairs[i].log_odds)));
+  }
+  const double fit_share = middle_mass > 0 ? middle_same / middle_mass : 0;
+  CutEvidence out{0.5 * (joint_share + fit_share), best_at.back() > best_at.front(), c.pairs, std::move(join_step)};
   if (out.middle_is_same)
     for (size_t i = 0; i < out.pairs.size(); ++i) {
       out.pairs[i].log_odds = clamped_log_odds(pair_probability(i, out.middle_share));
@@ -748,8 +756,9 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
             "read as the same person, the middle part explains the pairs " + (out.middle_is_same ? "better" : "worse") +
             " than read as strangers " +
             fmt("(best clustering's log-likelihood %.0f against %.0f): ", best_at.back(), best_at.front()) +
-            (out.middle_is_same ? fmt("its share of same-person pairs by maximum likelihood with the clustering is %.2f",
-                                      out.middle_share)
+            (out.middle_is_same ? fmt("its share of same-person pairs is %.3f, midway between the share by maximum "
+                                      "likelihood with the clustering (%.2f) and the two-class fit's own (%.3f)",
+                                      out.middle_share, joint_share, fit_share)
                                 : std::string("the cut uses the two-class fit"));
   }
   return out;

@@ -424,9 +424,10 @@ TEST(Calibrate, ThreePartFitRecoversPartsWithTheirOwnOverlap) {
   }
 }
 
-TEST(Calibrate, CutEvidenceTakesTheMiddleShareOfTheMostLikelyClustering) {
+TEST(Calibrate, CutEvidenceTakesTheMiddleShareMidwayBetweenItsTwoEstimates) {
   // Brute force over the grid of middle shares, each scored by labelling every step (as the
-  // definition reads, constant included), on random links and part shares.
+  // definition reads, constant included), on random links and part shares; theta is midway
+  // between the best of them and the two-class fit's mean P(same) over the middle part.
   std::mt19937_64 rng(37);
   std::uniform_real_distribution<double> u(0, 1);
   int seen_same = 0;
@@ -473,12 +474,19 @@ TEST(Calibrate, CutEvidenceTakesTheMiddleShareOfTheMostLikelyClustering) {
       if (t == kMiddleShareSteps) at_one = best_here;
     }
     seen_same += at_one > at_zero;
+    // The two-class fit's share: its P(same) averaged over the middle part.
+    double fit_same = 0, fit_mass = 0;
+    for (size_t q = 0; q < c.pairs.size(); ++q) {
+      const double p2 = 1 / (1 + std::exp(-double(c.pairs[q].log_odds)));
+      fit_same += c.part_shares[q].second * p2, fit_mass += c.part_shares[q].second;
+    }
+    const double theta = 0.5 * (best_theta + fit_same / fit_mass);
     std::string note;
     const CutEvidence e = cut_evidence(l, c, &note);
-    EXPECT_NEAR(e.middle_share, best_theta, 1e-9) << "trial " << trial << ": " << note;
+    EXPECT_NEAR(e.middle_share, theta, 1e-9) << "trial " << trial << ": " << note;
     EXPECT_EQ(e.middle_is_same, at_one > at_zero) << "trial " << trial << ": " << note;
     ASSERT_EQ(e.pairs.size(), c.pairs.size());
-    const double p0 = std::clamp(double(c.part_shares[0].first) + best_theta * double(c.part_shares[0].second),
+    const double p0 = std::clamp(double(c.part_shares[0].first) + theta * double(c.part_shares[0].second),
                                  kMinPairProbability, 1 - kMinPairProbability);
     // Read as the same person: the three-part probabilities at theta; else the two-class fit's.
     EXPECT_NEAR(e.pairs[0].log_odds, at_one > at_zero ? std::log(p0 / (1 - p0)) : c.pairs[0].log_odds, 1e-4);
