@@ -128,7 +128,7 @@ int main() {
     if (!std::getenv("FC_BENCH_SKIP_128"))
       measure_synth("synth128 s7", family(30000, 128, 7), {"none", "noise:0.7", "offset:0.5,noise:0.3"});
   }
-  // Extra sets beyond the list (docs/calibration.md, "Extra sets").
+  // Extra sets beyond the list (docs/calibration-history.md, "Extra sets").
   if (extra) {
     measure_celeba("extra celeba299", {"noise:0.7", "noise:1.3", "noise:0.8,offset:0.6"});
     measure_synth("extra 64-d s11", family(20000, 64, 11), {"none", "offset:0.7", "noise:1.0"});
