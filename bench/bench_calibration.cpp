@@ -123,7 +123,7 @@ int main() {
     measure_celeba("celeba299", maps);
     const char* n = std::getenv("FC_BENCH_SYNTH_N");
     measure_synth("synthetic", family(n ? std::atoll(n) : 20000, 256, 2), maps);
-    // A second family, which the unanchored calibration failed on (docs/calibration.md):
+    // A second family, which the unanchored calibration failed on (docs/calibration-history.md):
     // 128-d, another seed, 30,000 faces. Set FC_BENCH_SKIP_128=1 to leave it out.
     if (!std::getenv("FC_BENCH_SKIP_128"))
       measure_synth("synth128 s7", family(30000, 128, 7), {"none", "noise:0.7", "offset:0.5,noise:0.3"});
