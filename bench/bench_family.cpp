@@ -12,6 +12,11 @@
 // default and of the best-F_P tau; and the least gap any single tau reaches (the larger of its
 // F_P and F_B gaps, minimised over the swept taus), which tells a cut that missed from links that
 // leave no single tau within reach. Summary: median, 90th percentile and max of the gaps.
+// FC_FAMILY_CEILING=1 adds the ceiling of the likelihood cut (docs/calibration.md, "Failures
+// still there"): the same cut on the same links and sampled pairs, with each pair's P(same) read
+// from the labels instead of the fit: the true share of same-person pairs in the pair's
+// (similarity, overlap) cell, and the pair's own label. What those miss, no better pair model can
+// give this cut.
 //
 // Seeds are printed; FC_FAMILY_SEEDS=s1,s2,... replays them. FC_FAMILY_SETS (30) sets of
 // FC_FAMILY_N (10000) faces; FC_FAMILY_CELEBA=0 leaves celeba299 out; FC_FAMILY_INFOMAP=0 skips
@@ -111,6 +116,11 @@ struct Result {
   // two gaps. Above kGapTarget, no cut rule can meet the target on this set's links.
   double reach_gap = 0, reach_tau = 0;
   std::string reach_scale;
+  // FC_FAMILY_CEILING: the likelihood cut on the true P per (similarity, overlap) cell, and on
+  // the pairs' labels (tau < 0: not measured).
+  struct Cut {
+    double tau = -1, fp = 0, fb = 0;
+  } cell_cut, label_cut;
   double seconds = 0;
 };
 
@@ -127,7 +137,50 @@ void dump_array(std::ofstream& f, const std::vector<T>& v) {
   f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
 }
 
-Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool infomap, const std::string& dump) {
+// The share of same-person pairs in each cell of kCeilingSimBins equal-count similarity bins x
+// the overlap bins the fit uses: the best P(same | similarity, overlap) any pair model could give
+// at that resolution (the fourteenth round's study used the same cells).
+constexpr int kCeilingSimBins = 40;
+std::vector<PairEvidence> true_cell_evidence(const PairSample& s, const Labels& gt) {
+  const size_t m = s.sim.size();
+  std::vector<float> sorted = s.sim;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<float> edges;  // upper edges of the first kCeilingSimBins - 1 bins
+  for (int b = 1; b < kCeilingSimBins; ++b) edges.push_back(sorted[m * b / kCeilingSimBins]);
+  std::vector<int> cell(m);
+  std::vector<double> same(kCeilingSimBins * kOverlapBins), all(same.size());
+  for (size_t i = 0; i < m; ++i) {
+    const int sb = static_cast<int>(std::upper_bound(edges.begin(), edges.end(), s.sim[i]) - edges.begin());
+    cell[i] = sb * kOverlapBins + overlap_bin(s.overlap[i]);
+    all[cell[i]] += 1;
+    same[cell[i]] += gt[s.a[i]] == gt[s.b[i]];
+  }
+  std::vector<PairEvidence> out(m);
+  for (size_t i = 0; i < m; ++i) {
+    const double p = std::clamp(same[cell[i]] / all[cell[i]], kMinPairProbability, 1 - kMinPairProbability);
+    out[i] = {s.a[i], s.b[i], static_cast<float>(std::log(p / (1 - p)))};
+  }
+  return out;
+}
+
+std::vector<PairEvidence> label_evidence(const PairSample& s, const Labels& gt) {
+  const float sure = static_cast<float>(std::log((1 - kMinPairProbability) / kMinPairProbability));
+  std::vector<PairEvidence> out(s.sim.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = {s.a[i], s.b[i], gt[s.a[i]] == gt[s.b[i]] ? sure : -sure};
+  return out;
+}
+
+Result::Cut likelihood_cut(const Links& links, const std::vector<PairEvidence>& pairs, const Labels& gt) {
+  Result::Cut c;
+  std::string note;
+  c.tau = likelihood_tau(links, pairs, &note);
+  const Scores sc = evaluate(link_components(links, c.tau), gt);
+  c.fp = sc.pairwise_f, c.fb = sc.bcubed_f;
+  return c;
+}
+
+Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool infomap, bool ceiling,
+               const std::string& dump) {
   const auto t0 = std::chrono::steady_clock::now();
   KnnOptions ko;
   ko.k = 80;
@@ -143,6 +196,11 @@ Result measure(const std::string& name, const Matrix& x, const Labels& gt, bool 
     r.def_note += (r.def_note.empty() ? "" : " | ") + def.notes[i];
   r.def_small = evaluate_by_size(def.labels, gt, 5).front().scores;
   r.def_sparse = evaluate_by_sparsity(def.labels, gt, x, 5).back().scores;
+  if (ceiling) {
+    const PairSample sample = sample_pairs(g, 0, g.n, [&](int32_t j) { return g.nbr_row(j); });
+    r.cell_cut = likelihood_cut(def.links, true_cell_evidence(sample, gt), gt);
+    r.label_cut = likelihood_cut(def.links, label_evidence(sample, gt), gt);
+  }
   std::vector<double> taus;
   for (int i = 1; i <= 19; ++i) taus.push_back(0.05 * i);
   for (double t : {0.97, 0.98, 0.99, 0.995, 0.999, 1.0}) taus.push_back(t);
@@ -215,6 +273,11 @@ void print_row(const Result& r) {
               r.def_sparse.bcubed_f, r.best_sparse.pairwise_f, r.best_sparse.bcubed_f, r.reach_gap, r.reach_scale.c_str(),
               r.reach_tau, r.seconds);
   if (std::max(r.best_fp - r.def_fp, r.best_fb - r.def_fb) > kGapTarget) std::printf("#   default: %s\n", r.def_note.c_str());
+  if (r.cell_cut.tau >= 0)
+    std::printf("#   ceiling: true P per cell %.3f / %.3f (%.3f) gap %+.3f / %+.3f | pair labels %.3f / %.3f (%.3f) gap %+.3f / "
+                "%+.3f\n",
+                r.cell_cut.fp, r.cell_cut.fb, r.cell_cut.tau, r.best_fp - r.cell_cut.fp, r.best_fb - r.cell_cut.fb,
+                r.label_cut.fp, r.label_cut.fb, r.label_cut.tau, r.best_fp - r.label_cut.fp, r.best_fb - r.label_cut.fb);
   std::fflush(stdout);
 }
 
@@ -233,6 +296,7 @@ int main() {
   const bool infomap = env("FC_FAMILY_INFOMAP", "1") != "0";
   const std::string dump = env("FC_FAMILY_DUMP", "");
   const bool isotropic = env("FC_FAMILY_ISOTROPIC", "0") != "0";
+  const bool ceiling = env("FC_FAMILY_CEILING", "0") != "0";
   std::vector<uint64_t> seeds;
   if (const char* s = std::getenv("FC_FAMILY_SEEDS")) {
     std::stringstream in(s);
@@ -253,7 +317,7 @@ int main() {
     const SynthOptions o = draw_family(seed, n, isotropic, &desc);
     const SynthData d = make_synthetic(o);
     std::printf("# family %llu: %s\n", static_cast<unsigned long long>(seed), desc.c_str());
-    all.push_back(measure("family " + std::to_string(seed), d.features, d.labels, infomap, dump));
+    all.push_back(measure("family " + std::to_string(seed), d.features, d.labels, infomap, ceiling, dump));
     print_row(all.back());
   }
   if (env("FC_FAMILY_CELEBA", "1") != "0") {
@@ -271,7 +335,7 @@ int main() {
       for (const std::string& m : maps) {
         Matrix x = base;
         apply_cosine_map(x, m, 7);
-        all.push_back(measure(model + " " + m, x, gt, infomap, dump));
+        all.push_back(measure(model + " " + m, x, gt, infomap, ceiling, dump));
         print_row(all.back());
       }
     }
@@ -303,6 +367,22 @@ int main() {
               all.size(), quantile(gfp, 0.5), quantile(gfp, 0.9), quantile(gfp, 1.0), quantile(gfb, 0.5),
               quantile(gfb, 0.9), quantile(gfb, 1.0), kGapTarget, above_target, infomap_summary.c_str());
   std::printf("no single tau within %.2f of both bests on: %s\n", kGapTarget, listed(unreachable).c_str());
+  if (ceiling) {
+    for (const auto& [what, cut] : {std::pair<const char*, Result::Cut Result::*>{"true P per cell", &Result::cell_cut},
+                                    {"pair labels", &Result::label_cut}}) {
+      std::vector<double> cfp, cfb;
+      std::vector<std::string> above;
+      for (const Result& r : all) {
+        cfp.push_back(r.best_fp - (r.*cut).fp);
+        cfb.push_back(r.best_fb - (r.*cut).fb);
+        if (std::max(cfp.back(), cfb.back()) > kGapTarget) above.push_back(r.name);
+      }
+      std::printf("ceiling, the likelihood cut on %s: gap F_P median %.3f p90 %.3f max %.3f | gap F_B median %.3f p90 %.3f "
+                  "max %.3f | above %.2f on %zu sets: %s\n",
+                  what, quantile(cfp, 0.5), quantile(cfp, 0.9), quantile(cfp, 1.0), quantile(cfb, 0.5), quantile(cfb, 0.9),
+                  quantile(cfb, 1.0), kGapTarget, above.size(), listed(above).c_str());
+    }
+  }
   if (infomap) {
     std::printf("default below infomap's default on: %s\n", listed(below_infomap).c_str());
     std::printf("of those, no tau on either scale reaches infomap's default (the links fall short; the default may "
