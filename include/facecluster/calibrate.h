@@ -174,13 +174,15 @@ double likelihood_tau(const Links& links, const std::vector<PairEvidence>& pairs
 // opposite directions: the share by maximum likelihood together with the clustering (0, 0.05,
 // ..., 1; high, a classification likelihood favours shares that make the pairs sure) and the
 // two-class fit's mean P(same) over the middle part (low, it ties loose pairs to the tight
-// pairs' overlap). Otherwise the two-class fit's probabilities (c.pairs): read as
-// strangers, "everything apart" explains a large middle part at little cost whatever it is, so
-// that side of the comparison cannot be trusted (docs/calibration.md). `note` says which.
+// pairs' overlap). Otherwise theta is the two-class fit's share alone: read as strangers,
+// "everything apart" explains a large middle part at little cost whatever it is, so the joint
+// estimate cannot be trusted on that side; the pairs are still P(tight) + theta x P(middle), not
+// the two-class fit's own P, which calls crowded strangers sure (docs/calibration.md). `note`
+// says which.
 constexpr int kMiddleShareSteps = 20;
 struct CutEvidence {
   double middle_share = 0;  // theta
-  bool middle_is_same = false;  // and the pairs below are P(tight) + theta x P(middle)
+  bool middle_is_same = false;  // how theta was taken; the pairs below are P(tight) + theta x P(middle)
   std::vector<PairEvidence> pairs;
   std::vector<int32_t> join_step;  // each pair's first step together on the links it was read from
 };

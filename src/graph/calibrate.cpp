@@ -743,11 +743,10 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
     middle_same += c.part_shares[i].second / (1 + std::exp(-double(c.pairs[i].log_odds)));
   }
   const double fit_share = middle_mass > 0 ? middle_same / middle_mass : 0;
-  CutEvidence out{0.5 * (joint_share + fit_share), best_at.back() > best_at.front(), c.pairs, std::move(join_step)};
-  if (out.middle_is_same)
-    for (size_t i = 0; i < out.pairs.size(); ++i) {
-      out.pairs[i].log_odds = clamped_log_odds(pair_probability(i, out.middle_share));
-    }
+  const bool middle_is_same = best_at.back() > best_at.front();
+  CutEvidence out{middle_is_same ? 0.5 * (joint_share + fit_share) : fit_share, middle_is_same, c.pairs,
+                  std::move(join_step)};
+  for (size_t i = 0; i < out.pairs.size(); ++i) out.pairs[i].log_odds = clamped_log_odds(pair_probability(i, out.middle_share));
   if (note) {
     const ThreePartMixture::Part& mid = c.three_part.part[1];
     *note = fmt("three-part fit: tight pairs mean %.3f (%.0f%%), ", c.three_part.part[0].mean, 100 * c.three_part.part[0].weight) +
@@ -759,7 +758,7 @@ CutEvidence cut_evidence(const Links& links, const Calibration& c, std::string* 
             (out.middle_is_same ? fmt("its share of same-person pairs is %.3f, midway between the share by maximum "
                                       "likelihood with the clustering (%.2f) and the two-class fit's own (%.3f)",
                                       out.middle_share, joint_share, fit_share)
-                                : std::string("the cut uses the two-class fit"));
+                                : fmt("its share of same-person pairs is the two-class fit's own, %.3f", fit_share));
   }
   return out;
 }

@@ -426,8 +426,9 @@ TEST(Calibrate, ThreePartFitRecoversPartsWithTheirOwnOverlap) {
 
 TEST(Calibrate, CutEvidenceTakesTheMiddleShareMidwayBetweenItsTwoEstimates) {
   // Brute force over the grid of middle shares, each scored by labelling every step (as the
-  // definition reads, constant included), on random links and part shares; theta is midway
-  // between the best of them and the two-class fit's mean P(same) over the middle part.
+  // definition reads, constant included), on random links and part shares; read as the same
+  // person, theta is midway between the best of them and the two-class fit's mean P(same) over
+  // the middle part; read as strangers, it is the two-class fit's share alone.
   std::mt19937_64 rng(37);
   std::uniform_real_distribution<double> u(0, 1);
   int seen_same = 0;
@@ -480,7 +481,7 @@ TEST(Calibrate, CutEvidenceTakesTheMiddleShareMidwayBetweenItsTwoEstimates) {
       const double p2 = 1 / (1 + std::exp(-double(c.pairs[q].log_odds)));
       fit_same += c.part_shares[q].second * p2, fit_mass += c.part_shares[q].second;
     }
-    const double theta = 0.5 * (best_theta + fit_same / fit_mass);
+    const double theta = at_one > at_zero ? 0.5 * (best_theta + fit_same / fit_mass) : fit_same / fit_mass;
     std::string note;
     const CutEvidence e = cut_evidence(l, c, &note);
     EXPECT_NEAR(e.middle_share, theta, 1e-9) << "trial " << trial << ": " << note;
@@ -488,8 +489,8 @@ TEST(Calibrate, CutEvidenceTakesTheMiddleShareMidwayBetweenItsTwoEstimates) {
     ASSERT_EQ(e.pairs.size(), c.pairs.size());
     const double p0 = std::clamp(double(c.part_shares[0].first) + theta * double(c.part_shares[0].second),
                                  kMinPairProbability, 1 - kMinPairProbability);
-    // Read as the same person: the three-part probabilities at theta; else the two-class fit's.
-    EXPECT_NEAR(e.pairs[0].log_odds, at_one > at_zero ? std::log(p0 / (1 - p0)) : c.pairs[0].log_odds, 1e-4);
+    // Either way the three-part probabilities at theta.
+    EXPECT_NEAR(e.pairs[0].log_odds, std::log(p0 / (1 - p0)), 1e-4);
     EXPECT_EQ(e.pairs[0].a, c.pairs[0].a);
     // The tau from the join steps it found is the tau of those links and pairs.
     EXPECT_EQ(likelihood_tau(e, nullptr), likelihood_tau(l, e.pairs, nullptr)) << "trial " << trial;
