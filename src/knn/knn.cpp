@@ -119,6 +119,10 @@ void store_row(int64_t i, const float* ip, const int64_t* ids, int k, int32_t* n
   d[0] = 0.f;
 }
 
+float exact_inner_product(const float* a, const float* b, int64_t dim) {
+  return faiss::fvec_inner_product(a, b, static_cast<size_t>(dim));
+}
+
 void keep_best_scored(std::vector<Scored>& pool, int keep, float* ip, int64_t* ids) {
   const size_t m = std::min(pool.size(), static_cast<size_t>(keep));
   std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(m), pool.end(),
@@ -238,7 +242,7 @@ KnnGraph build_knn_with_faiss(const Matrix& x, const KnnOptions& opt) {
         if (exact) {
           pool.clear();
           for (int j = 0; j < kk; ++j)
-            if (rids[j] >= 0) pool.push_back({rip[j], rids[j]});
+            if (rids[j] >= 0) pool.push_back({exact_inner_product(x.row(s + r), x.row(rids[j]), x.cols), rids[j]});
           keep_best_scored(pool, k, row_ip.data(), row_ids.data());
           rip = row_ip.data();
           rids = row_ids.data();
@@ -297,7 +301,7 @@ void ShardedKnn::add_shard(const float* rows, int64_t count, int64_t first_row, 
           if (kept_ids[j] >= 0) pool.push_back({kept_ip[j], kept_ids[j]});
         for (int j = 0; j < ks; ++j) {
           const faiss::Index::idx_t id = ids[static_cast<size_t>(r * ks + j)];
-          if (id >= 0) pool.push_back({ip[static_cast<size_t>(r * ks + j)], first_row + id});
+          if (id >= 0) pool.push_back({exact_inner_product(queries_.row(s + r), rows + id * dim, dim), first_row + id});
         }
         keep_best_scored(pool, keep_, kept_ip, kept_ids);
       }

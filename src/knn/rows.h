@@ -20,6 +20,13 @@ void store_row(int64_t i, const float* ip, const int64_t* ids, int k, int32_t* n
 // k-th place).
 constexpr int kTieMargin = 16;
 
+// The inner product the k kept are ranked and stored by, recomputed for every candidate the
+// search returns: a plain dot product whose rounding depends only on the two rows. The search's
+// own values come from BLAS matrix products, and with some kernels (OpenBLAS's Haswell sgemm, the
+// one an AVX2-only CPU gets) a product's last bit depends on where the two rows sit in the call,
+// so a sharded search would not give the whole search's graph bit for bit.
+float exact_inner_product(const float* a, const float* b, int64_t dim);
+
 struct Scored {
   float ip;
   int64_t id;
