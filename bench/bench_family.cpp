@@ -156,24 +156,19 @@ std::vector<PairEvidence> true_cell_evidence(const PairSample& s, const Labels& 
     same[cell[i]] += gt[s.a[i]] == gt[s.b[i]];
   }
   std::vector<PairEvidence> out(m);
-  for (size_t i = 0; i < m; ++i) {
-    const double p = std::clamp(same[cell[i]] / all[cell[i]], kMinPairProbability, 1 - kMinPairProbability);
-    out[i] = {s.a[i], s.b[i], static_cast<float>(std::log(p / (1 - p)))};
-  }
+  for (size_t i = 0; i < m; ++i) out[i] = {s.a[i], s.b[i], clamped_log_odds(same[cell[i]] / all[cell[i]])};
   return out;
 }
 
 std::vector<PairEvidence> label_evidence(const PairSample& s, const Labels& gt) {
-  const float sure = static_cast<float>(std::log((1 - kMinPairProbability) / kMinPairProbability));
   std::vector<PairEvidence> out(s.sim.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = {s.a[i], s.b[i], gt[s.a[i]] == gt[s.b[i]] ? sure : -sure};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = {s.a[i], s.b[i], clamped_log_odds(gt[s.a[i]] == gt[s.b[i]] ? 1 : 0)};
   return out;
 }
 
 Result::Cut likelihood_cut(const Links& links, const std::vector<PairEvidence>& pairs, const Labels& gt) {
   Result::Cut c;
-  std::string note;
-  c.tau = likelihood_tau(links, pairs, &note);
+  c.tau = likelihood_tau(links, pairs, nullptr);
   const Scores sc = evaluate(link_components(links, c.tau), gt);
   c.fp = sc.pairwise_f, c.fb = sc.bcubed_f;
   return c;

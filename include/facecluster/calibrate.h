@@ -106,6 +106,8 @@ struct PairEvidence {
   float log_odds = 0;
 };
 constexpr double kMinPairProbability = 1e-3;
+// log(P / (1 - P)) with P held within [kMinPairProbability, 1 - kMinPairProbability].
+float clamped_log_odds(double p);
 
 struct Calibration {
   TwoViewMixture fit;  // fit.similarity gives P(same | similarity) for the distances

@@ -60,13 +60,12 @@ int overlap_bin(double overlap) {
   return std::clamp(static_cast<int>(std::floor(overlap * kOverlapBins + 1e-6)), 0, kOverlapBins - 1);
 }
 
-namespace {
-
-// log(P / (1 - P)) with P held within [kMinPairProbability, 1 - kMinPairProbability].
 float clamped_log_odds(double p) {
   p = std::clamp(p, kMinPairProbability, 1 - kMinPairProbability);
   return static_cast<float>(std::log(p / (1 - p)));
 }
+
+namespace {
 
 // One pair under a fit: P(same | s, overlap), and the shares of its same-class weight in the
 // loose part and of its stranger weight in the upper part (the E-step within each class). All
