@@ -5,7 +5,7 @@
 namespace facecluster::mpi {
 
 int RowPartition::owner(int64_t row) const {
-  // first(r) = floor(n r / parts): the owner is the largest r with first(r) <= row.
+  // The owner is the largest r with first(r) <= row (the even cut's owner is a first guess).
   int r = static_cast<int>(std::min<int64_t>(parts - 1, (row * parts) / std::max<int64_t>(1, n)));
   while (r > 0 && first(r) > row) --r;
   while (r + 1 < parts && first(r + 1) <= row) ++r;

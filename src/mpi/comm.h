@@ -17,11 +17,17 @@
 
 namespace facecluster::mpi {
 
-// Rows [first(r), first(r + 1)) belong to process r: consecutive, as even as can be.
+// Rows [first(r), first(r + 1)) belong to process r: consecutive, as even as can be; with
+// align > 1, each slice starts at a multiple of align (the even cut rounded up), and a slice
+// may be empty.
 struct RowPartition {
   int64_t n = 0;
   int parts = 1;
-  int64_t first(int r) const { return n * r / parts; }
+  int64_t align = 1;
+  int64_t first(int r) const {
+    const int64_t even = n * r / parts;
+    return align == 1 ? even : std::min(n, (even + align - 1) / align * align);
+  }
   int64_t count(int r) const { return first(r + 1) - first(r); }
   int owner(int64_t row) const;
 };

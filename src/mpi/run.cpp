@@ -89,13 +89,13 @@ SampleLists fetch_sample_lists(Comm& c, const RowPartition& part, const KnnGraph
 
 // Blocks of this process's rows for work that needs the rows they name elsewhere (a halo):
 // one block when every row named fits budget_bytes at row_bytes each, else blocks of rows whose
-// k names each fit it. `rounds`: the most blocks any process has (every process runs them all,
-// answering the others' questions in each).
+// k names each fit it, a multiple of `align` rows each. `rounds`: the most blocks any process has
+// (every process runs them all, answering the others' questions in each).
 struct RowBlocks {
   int64_t size = 1, rounds = 1;
 };
 RowBlocks plan_blocks(Comm& c, const RowPartition& part, const KnnGraph& g, int64_t lo, int64_t row_bytes,
-                      int64_t budget_bytes) {
+                      int64_t budget_bytes, int64_t align = 1) {
   const int64_t n_own = g.n;
   int64_t named = 0;
   std::vector<bool> seen(static_cast<size_t>(part.n));
@@ -105,8 +105,12 @@ RowBlocks plan_blocks(Comm& c, const RowPartition& part, const KnnGraph& g, int6
       ++named;
     }
   RowBlocks b;
-  b.size = named * row_bytes <= budget_bytes ? std::max<int64_t>(n_own, 1)
-                                             : std::max<int64_t>(256, budget_bytes / (int64_t{g.k} * row_bytes));
+  if (named * row_bytes <= budget_bytes) {
+    b.size = std::max<int64_t>(n_own, 1);
+  } else {
+    const int64_t fit = std::max<int64_t>(256, budget_bytes / (int64_t{g.k} * row_bytes));
+    b.size = std::max(align, fit / align * align);
+  }
   b.rounds = c.all_reduce((n_own + b.size - 1) / b.size, MPI_MAX);
   return b;
 }
@@ -187,19 +191,48 @@ BlockedLinks link_in_blocks(Comm& c, const RowPartition& part, const KnnGraph& g
   return out;
 }
 
-// The learned similarity over this process's rows, in blocks of anchors (plan_blocks, within the
-// halo budget): the features of the rows a block names that others hold are fetched (a halo of
-// features), the model runs with the block's rows as anchors, and the rows come back in global ids.
-KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, const KnnGraph& g, const Matrix& x, int64_t lo) {
-  const int64_t n_own = g.n, d = x.cols;
-  const RowBlocks rb = plan_blocks(c, part, g, lo, 2 * (d * 4 + 8), plan.halo_mib << 20);
+// The learned similarity over this process's rows. An anchor's scores depend, in their last bit,
+// on the batch it runs in (BLAS products round by a row's place in them: measured under
+// OpenBLAS's Haswell kernels), so every anchor runs in the batch it runs in on one process: rows
+// [jB, (j + 1)B) for batch size B. Process r runs the batches that start in its slice (`runs`:
+// the slices rounded up to multiples of B), so it runs, past its slice's end, fewer than B rows
+// whose lists and features it fetches, and its first (fewer than B) rows come from the process
+// that ran them. The runs go in blocks of anchors (plan_blocks, within the halo budget, whole
+// batches): the features of the rows a block names outside it are fetched (a halo of features),
+// and the model's lists come back in global ids.
+KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, KnnGraph g, const Matrix& x, int64_t lo) {
+  const int64_t n_own = g.n, hi = lo + n_own, d = x.cols, k = g.k;
+  const int64_t batch = plan.inference.batch_size;
+  const RowPartition runs{part.n, part.parts, batch};
+  const int64_t a = runs.first(c.rank()), a_end = a + runs.count(c.rank());
+  const int64_t ran_here_end = std::min(a_end, hi);  // rows [a, ran_here_end) are run and held here
+
+  // The rows run here past this slice: their lists and features, from their holders.
+  std::vector<int64_t> past;
+  for (int64_t j = std::max(a, hi); j < a_end; ++j) past.push_back(j);
+  const auto asked_past = ask_holders(c, part, past);
+  const auto past_nbrs = answer_asked<int32_t>(c, asked_past, lo, k, [&](int64_t i) { return g.nbr_row(i); });
+  const auto past_dists = answer_asked<float>(c, asked_past, lo, k, [&](int64_t i) { return g.dist_row(i); });
+  const auto past_x = answer_asked<float>(c, asked_past, lo, d, [&](int64_t i) { return x.row(i); });
+  // g becomes the lists of the rows run here: [a, a_end).
+  const int64_t skipped = std::max<int64_t>(0, std::min(a, hi) - lo);
+  g.nbrs.erase(g.nbrs.begin(), g.nbrs.begin() + skipped * k);
+  g.dists.erase(g.dists.begin(), g.dists.begin() + skipped * k);
+  g.nbrs.insert(g.nbrs.end(), past_nbrs.begin(), past_nbrs.end());
+  g.dists.insert(g.dists.end(), past_dists.begin(), past_dists.end());
+  g.n = a_end - a;
+  auto features_of = [&](int64_t j) {  // a row run here
+    return j < hi ? x.row(j - lo) : past_x.data() + (j - hi) * d;
+  };
+
+  const RowBlocks rb = plan_blocks(c, part, g, a, 2 * (d * 4 + 8), plan.halo_mib << 20, batch);
   if (c.rank() == 0 && rb.rounds > 1)
     log_info("  model: anchors in " + std::to_string(rb.rounds) + " blocks (their neighbours' features within --halo-mib)");
-  KnnGraph out;
-  out.n = n_own;
-  out.k = g.k;
+  KnnGraph ran;
+  ran.n = g.n;
+  ran.k = g.k;
   for (int64_t b = 0; b < rb.rounds; ++b) {
-    const Block blk = block_of(g, lo, rb, b);
+    const Block blk = block_of(g, a, rb, b);
     const int64_t s = blk.s, e = blk.e, nb = e - s;
     const std::vector<int64_t>& ids = blk.named;
     const std::vector<float> fetched =
@@ -207,16 +240,16 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
     c.step([&] {
       if (nb == 0) return;
       Matrix xl(nb + static_cast<int64_t>(ids.size()), d);
-      std::copy(x.row(s), x.row(s) + nb * d, xl.data.begin());
+      for (int64_t i = 0; i < nb; ++i) std::copy(features_of(a + s + i), features_of(a + s + i) + d, xl.row(i));
       size_t f = 0;
       for (size_t h = 0; h < ids.size(); ++h) {
-        const float* row = held_here(ids[h], lo, n_own) ? x.row(ids[h] - lo) : fetched.data() + (f++) * d;
+        const float* row = held_here(ids[h], a, g.n) ? features_of(ids[h]) : fetched.data() + (f++) * d;
         std::copy(row, row + d, xl.data.begin() + (nb + static_cast<int64_t>(h)) * d);
       }
       KnnGraph gl(xl.rows, g.k);  // halo rows: no list (they are never anchors)
       auto local_id = [&](int32_t j) -> int32_t {
         if (j < 0) return -1;
-        if (j >= lo + s && j < lo + e) return static_cast<int32_t>(j - lo - s);
+        if (j >= a + s && j < a + e) return static_cast<int32_t>(j - a - s);
         return static_cast<int32_t>(nb + (std::lower_bound(ids.begin(), ids.end(), int64_t{j}) - ids.begin()));
       };
       for (int64_t i = 0; i < nb * g.k; ++i) {
@@ -225,12 +258,29 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, co
       }
       KnnGraph lb = plan_learned_graph(plan, xl, gl, nb);
       for (int32_t& j : lb.nbrs)
-        if (j >= 0) j = static_cast<int32_t>(j < nb ? lo + s + j : ids[static_cast<size_t>(j - nb)]);
-      out.nbrs.insert(out.nbrs.end(), lb.nbrs.begin(), lb.nbrs.begin() + nb * g.k);
-      out.dists.insert(out.dists.end(), lb.dists.begin(), lb.dists.begin() + nb * g.k);
+        if (j >= 0) j = static_cast<int32_t>(j < nb ? a + s + j : ids[static_cast<size_t>(j - nb)]);
+      ran.nbrs.insert(ran.nbrs.end(), lb.nbrs.begin(), lb.nbrs.begin() + nb * g.k);
+      ran.dists.insert(ran.dists.end(), lb.dists.begin(), lb.dists.begin() + nb * g.k);
     });
   }
-  return out;
+  g = KnnGraph();
+
+  // This slice's first rows, run elsewhere, come from the process that ran them; the rows run
+  // here past this slice go to their holders.
+  std::vector<int64_t> before;
+  for (int64_t j = lo; j < std::min(a, hi); ++j) before.push_back(j);
+  const auto asked_before = ask_holders(c, runs, before);
+  const auto before_nbrs = answer_asked<int32_t>(c, asked_before, a, k, [&](int64_t i) { return ran.nbr_row(i); });
+  const auto before_dists = answer_asked<float>(c, asked_before, a, k, [&](int64_t i) { return ran.dist_row(i); });
+  const int64_t kept = std::max<int64_t>(0, ran_here_end - a);
+  ran.nbrs.resize(static_cast<size_t>(kept * k));
+  ran.dists.resize(static_cast<size_t>(kept * k));
+  ran.nbrs.insert(ran.nbrs.begin(), before_nbrs.begin(), before_nbrs.end());
+  ran.dists.insert(ran.dists.begin(), before_dists.begin(), before_dists.end());
+  ran.n = n_own;
+  FC_CHECK(static_cast<int64_t>(ran.nbrs.size()) == n_own * k, "internal: the learned lists of " << ran.nbrs.size() / k
+                                                                << " rows for a slice of " << n_own);
+  return ran;
 }
 
 // Every process's peak memory and bytes sent per stage, logged by process 0.
@@ -321,7 +371,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
   if (!plan.model.empty()) {
     c.stage = "model";
     StageTimer t("learned similarity (this process's rows as anchors, with a halo of features)");
-    g = learned_rows(c, plan, part, g, x, lo);
+    g = learned_rows(c, plan, part, std::move(g), x, lo);
   }
   x = Matrix();
 
