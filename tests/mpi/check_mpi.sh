@@ -19,6 +19,12 @@ checks=0
 ok() { checks=$((checks + 1)); echo "ok: $*"; }
 bad() { checks=$((checks + 1)); fail=1; echo "FAILED: $*"; }
 
+# The run in folder $2 gave the labels, density and scores (but its process count) of the one in $1.
+same_results() {
+  cmp -s "$1/pred_labels.meta" "$2/pred_labels.meta" && cmp -s "$1/density.txt" "$2/density.txt" &&
+    same_scores "$1/scores.json" "$2/scores.json"
+}
+
 # scores.json without the one line that must differ (the process count).
 same_scores() {
   "$py" - "$1" "$2" <<'PY'
@@ -37,8 +43,7 @@ for n in "${sizes[@]}"; do
     if ! mpirun -np "$np" "$fc" -q --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" -o "$out" >"$out.log" 2>&1; then
       bad "$n rows, $np processes: the run failed"; cat "$out.log"; continue
     fi
-    if cmp -s "one$n/pred_labels.meta" "$out/pred_labels.meta" && cmp -s "one$n/density.txt" "$out/density.txt" &&
-       same_scores "one$n/scores.json" "$out/scores.json"; then
+    if same_results "one$n" "$out"; then
       ok "$n rows, $np processes: labels, density and scores identical to one process"
     else
       bad "$n rows, $np processes: results differ from one process"
@@ -51,8 +56,7 @@ done
 n=${sizes[0]}
 if mpirun -np 4 "$fc" --threads 1 cluster -f "s$n.bin" -d 64 -l "s$n.meta" --halo-mib 1 -o "blocks_$n" >"blocks_$n.log" 2>&1 &&
    grep -qE "^\[mpi\] process 3: .* fetched in ([2-9]|[1-9][0-9]+) block" "blocks_$n.log" &&
-   cmp -s "one$n/pred_labels.meta" "blocks_$n/pred_labels.meta" && cmp -s "one$n/density.txt" "blocks_$n/density.txt" &&
-   same_scores "one$n/scores.json" "blocks_$n/scores.json"; then
+   same_results "one$n" "blocks_$n"; then
   ok "$n rows, 4 processes, halo in blocks (--halo-mib 1): identical to one process"
 else
   bad "$n rows, 4 processes, halo in blocks: differs, failed or was not blocked"; grep -E "^\[mpi\]|error" "blocks_$n.log"
@@ -87,8 +91,7 @@ if "$fc" --help | grep -q "^  train"; then
     out="model_np${np}_${#extra[@]}"
     if mpirun -np "$np" "$fc" --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default "${extra[@]}" -o "$out" >"$out.log" 2>&1 &&
        { [ ${#extra[@]} -eq 0 ] || grep -q "model: anchors in [2-9] blocks" "$out.log"; } &&
-       cmp -s model_one/pred_labels.meta "$out/pred_labels.meta" && cmp -s model_one/density.txt "$out/density.txt" &&
-       same_scores model_one/scores.json "$out/scores.json"; then
+       same_results model_one "$out"; then
       ok "learned model, 3000 rows, $run processes: identical to one process"
     else
       bad "learned model, 3000 rows, $run processes: differs, failed or was not blocked"; grep -E "error|model:" "$out.log"
@@ -100,8 +103,7 @@ if "$fc" --help | grep -q "^  train"; then
   if mpirun -np 3 "$fc" --threads 1 cluster -f m3k.bin -d 256 -l m3k.meta --model default --batch-size 96 --halo-mib 1 \
        -o model_np3_b96 >model_np3_b96.log 2>&1 &&
      grep -q "model: anchors in [2-9] blocks" model_np3_b96.log &&
-     cmp -s model_one_b96/pred_labels.meta model_np3_b96/pred_labels.meta &&
-     cmp -s model_one_b96/density.txt model_np3_b96/density.txt && same_scores model_one_b96/scores.json model_np3_b96/scores.json; then
+     same_results model_one_b96 model_np3_b96; then
     ok "learned model, 3000 rows, 3 processes, --batch-size 96 --halo-mib 1: identical to one process"
   else
     bad "learned model, 3000 rows, 3 processes, --batch-size 96 --halo-mib 1: differs, failed or was not blocked"
@@ -113,8 +115,7 @@ if "$fc" --help | grep -q "^  train"; then
   "$fc" -q --threads 1 cluster -f m600.bin -d 256 -l m600.meta --model default --batch-size 256 -o model_one_600 >/dev/null
   if mpirun -np 4 "$fc" -q --threads 1 cluster -f m600.bin -d 256 -l m600.meta --model default --batch-size 256 \
        -o model_np4_600 >model_np4_600.log 2>&1 &&
-     cmp -s model_one_600/pred_labels.meta model_np4_600/pred_labels.meta &&
-     cmp -s model_one_600/density.txt model_np4_600/density.txt && same_scores model_one_600/scores.json model_np4_600/scores.json; then
+     same_results model_one_600 model_np4_600; then
     ok "learned model, 600 rows, 4 processes, --batch-size 256 (one process runs no batch): identical to one process"
   else
     bad "learned model, 600 rows, 4 processes, --batch-size 256: differs or failed"; cat model_np4_600.log
