@@ -240,7 +240,10 @@ KnnGraph learned_rows(Comm& c, const RunPlan& plan, const RowPartition& part, Kn
     c.step([&] {
       if (nb == 0) return;
       Matrix xl(nb + static_cast<int64_t>(ids.size()), d);
-      for (int64_t i = 0; i < nb; ++i) std::copy(features_of(a + s + i), features_of(a + s + i) + d, xl.row(i));
+      for (int64_t i = 0; i < nb; ++i) {
+        const float* row = features_of(a + s + i);
+        std::copy(row, row + d, xl.row(i));
+      }
       size_t f = 0;
       for (size_t h = 0; h < ids.size(); ++h) {
         const float* row = held_here(ids[h], a, g.n) ? features_of(ids[h]) : fetched.data() + (f++) * d;
