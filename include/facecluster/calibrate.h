@@ -124,6 +124,10 @@ struct Calibration {
   std::vector<std::string> notes;
 };
 
+// The fewest non-self neighbour pairs a calibration is fitted on; a run on fewer (a handful of
+// distinct faces) links cosine distances with the release's constants instead.
+constexpr int64_t kMinCalibrationPairs = 10;
+
 // Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned): the
 // two-view mixture over about 2M sampled neighbour pairs (every r-th row, all its neighbours).
 Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base);

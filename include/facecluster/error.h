@@ -47,6 +47,24 @@ inline std::string printable(const std::string& s, size_t max_chars = 80) {
 }
 
 // Raw input quoted in a message: printable(s) in single quotes.
+// A message as one terminal line: control characters (a newline in a file name, say) are
+// written as \xNN, so no input can start a line of its own; other bytes (UTF-8 names) stay.
+inline std::string escape_controls(const std::string& s) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (const char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
 inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
   return "'" + printable(s, max_chars) + "'";
 }

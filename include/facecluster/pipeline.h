@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "facecluster/calibrate.h"
+#include "facecluster/duplicates.h"
 #include "facecluster/plan.h"
 #include "facecluster/report.h"
 
@@ -46,20 +47,25 @@ Labels read_plan_labels(const RunPlan& plan, int64_t rows);
 ClusterReport run_plan(const RunPlan& plan);
 
 // The plan's kNN graph of `normalized`: read from the cache when it exists (and is not to be
-// rebuilt), else built and written to the cache.
-KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& normalized);
+// rebuilt), else built and written to the cache. With `copies`, the graph of the distinct rows
+// (copies.kept): built over them, or a cache of every row reduced to them (reduce_graph).
+KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& normalized, const DuplicateGroups* copies = nullptr);
 
 // The graph stage and the cut on a graph whose distances are the ones to link by: calibration
 // (plan.calibrate), density, TPDi, parents, then labels at each tau of the plan (or the stable
 // tau), scored against gt when given.
 // The report keeps the graph (report.graph); given by value, it is moved there, not copied.
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt = nullptr);
-ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt = nullptr);
+// With `copies`, g is the graph of the distinct rows (copies.kept) and gt, the labels, density
+// and scores are over all rows: each copy takes its kept row's label.
+ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt = nullptr,
+                            const DuplicateGroups* copies = nullptr);
 
 // Its last step, on a report whose links are set: labels at each tau of the plan (or at the
 // likelihood tau of the calibrated pairs), the sweep, and the labels returned (the best scored
 // against gt when given, else the first).
-void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r);
+void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r,
+                   const DuplicateGroups* copies = nullptr);
 // Its parts, for a run whose labels are made elsewhere (across processes): the taus to run (the
 // plan's, or the likelihood tau over r.links, its note added to r.notes) ...
 std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, ClusterReport& r);

@@ -510,7 +510,9 @@ Calibration calibrate_graph(const KnnGraph& g, const GraphParams& base) {
 Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange& range, const GraphParams& base) {
   const float lo = range.lo, hi = range.hi;
   const std::vector<float>& sim = ps.sim;
-  FC_CHECK(sim.size() >= 10, "calibration: the graph has too few neighbour pairs (" << sim.size() << ")");
+  FC_CHECK(static_cast<int64_t>(sim.size()) >= kMinCalibrationPairs,
+           "calibration: the graph has too few neighbour pairs (" << sim.size() << "; " << kMinCalibrationPairs
+                                                                  << " needed): give --calibrate off with a --tau");
   Calibration c;
   const EmStart start = em_start(sim, ps.overlap);  // one start for both fits
   c.fit = two_view_from(sim, ps.overlap, start, true);

@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "facecluster/calibrate.h"
 #include "facecluster/error.h"
@@ -10,16 +12,41 @@
 namespace facecluster {
 namespace fs = std::filesystem;
 
+namespace {
+int64_t neighbour_pairs(const KnnGraph& g) {
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int a = 0; a < g.k; ++a) pairs += g.nbr_row(i)[a] >= 0 && g.nbr_row(i)[a] != i;
+  return pairs;
+}
+}  // namespace
+
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt) {
   return cluster_graph(plan, KnnGraph(g), gt);
 }
 
-ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt) {
-  FC_CHECK(!gt || static_cast<int64_t>(gt->size()) == g.n,
-           "labels have " << (gt ? gt->size() : 0) << " rows but the graph has " << g.n);
+ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt, const DuplicateGroups* copies) {
+  const int64_t rows = copies ? static_cast<int64_t>(copies->row_of.size()) : g.n;
+  FC_CHECK(!copies || static_cast<int64_t>(copies->kept.size()) == g.n,
+           "internal: a graph of " << g.n << " rows for " << copies->kept.size() << " distinct rows");
+  FC_CHECK(!gt || static_cast<int64_t>(gt->size()) == rows,
+           "labels have " << (gt ? gt->size() : 0) << " rows but the graph has " << rows);
   {
     StageTimer t("validate graph");
     validate_graph(g, "kNN graph");
+  }
+  if (plan.calibrate == CalibrateMode::Auto && neighbour_pairs(g) < kMinCalibrationPairs) {
+    // Nothing to fit a pair mixture on (a handful of distinct faces): the release's constants.
+    RunPlan fixed = plan;
+    fixed.calibrate = CalibrateMode::Off;
+    if (fixed.tau_automatic) fixed.tau_automatic = false, fixed.taus = {ClusterArgs{}.tau_start};
+    const std::string note = "only " + std::to_string(neighbour_pairs(g)) + " neighbour pairs among " +
+                             std::to_string(g.n) + " distinct faces, too few to calibrate on (" +
+                             std::to_string(kMinCalibrationPairs) + " needed): cosine distances and the release's constants";
+    log_info("  " + note);
+    ClusterReport r = cluster_graph(fixed, std::move(g), gt, copies);
+    r.notes.insert(r.notes.begin(), note);
+    return r;
   }
   ClusterReport r;
   r.plan = describe_plan(plan);
@@ -39,11 +66,11 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt)
     for (const auto& line : r.notes) log_info("  auto: " + line);
   }
   GraphResult gr = run_graph_stage(g, r.params);
-  r.density = std::move(gr.density);
+  r.density = copies ? spread_to_rows(gr.density, *copies) : std::move(gr.density);
   r.links = std::move(gr.links);
   if (plan.calibrate == CalibrateMode::Auto) g.dists = std::move(own_dists);
   r.graph = std::move(g);
-  cut_and_score(plan, cal, gt, r);
+  cut_and_score(plan, cal, gt, r, copies);
   return r;
 }
 
@@ -81,35 +108,75 @@ void record_tau(const RunPlan& plan, size_t index, double tau, Labels&& labels, 
   r.sweep.push_back(e);
 }
 
-void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r) {
+void cut_and_score(const RunPlan& plan, const Calibration& cal, const Labels* gt, ClusterReport& r,
+                   const DuplicateGroups* copies) {
   r.link_summary = summarize_links(r.links);
   const std::vector<double> taus = taus_to_run(plan, cal, r);
   StageTimer t("link + score " + std::to_string(taus.size()) + " tau value(s)");
   for (size_t i = 0; i < taus.size(); ++i) {
     check_interrupt();
-    record_tau(plan, i, taus[i], link_components(r.links, taus[i]), gt, r);
+    Labels labels = link_components(r.links, taus[i]);
+    record_tau(plan, i, taus[i], copies ? spread_to_rows(labels, *copies) : std::move(labels), gt, r);
   }
 }
 
-KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x) {
+namespace {
+
+// A cache of other data with the same row count reads like any other: checks what is cheap to
+// check on a sample of rows. Each row lists itself (or a copy of itself) first, and the listed
+// distances are the features' cosine distances (to float rounding: bf16 products are re-ranked
+// in fp32).
+void check_cache_matches(const RunPlan& plan, const Matrix& x, const KnnGraph& g) {
+  constexpr int64_t kRowsChecked = 256;
+  constexpr double kTolerance = 1e-3;
+  const int64_t step = std::max<int64_t>(1, g.n / kRowsChecked);
+  for (int64_t i = 0; i < g.n; i += step) {
+    for (int a = 0; a < g.k; ++a) {
+      const int32_t j = g.nbr_row(i)[a];
+      if (j < 0) break;
+      double dot = 0;
+      for (int64_t c = 0; c < x.cols; ++c) dot += double(x.row(i)[c]) * x.row(j)[c];
+      const double listed = g.dist_row(i)[a];
+      FC_CHECK(std::fabs(listed - (1 - dot)) <= kTolerance,
+               "kNN cache " << plan.knn_cache << " does not belong to features " << plan.features << ": it lists row " << j
+                            << " at distance " << listed << " from row " << i << ", the features put it at " << 1 - dot
+                            << " (rebuild it with --reload)");
+      FC_CHECK(a > 0 || listed <= kTolerance, "kNN cache " << plan.knn_cache << " does not belong to features "
+                                                          << plan.features << ": row " << i << " is not first in its own list"
+                                                          << " (rebuild it with --reload)");
+    }
+  }
+}
+
+}  // namespace
+
+KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x, const DuplicateGroups* copies) {
   const KnnOptions& o = plan.knn;
+  const int64_t distinct = copies ? static_cast<int64_t>(copies->kept.size()) : x.rows;
   std::error_code ec;
   if (!plan.knn_cache.empty() && fs::exists(plan.knn_cache, ec) && !plan.rebuild_knn) {
     StageTimer t("load kNN cache " + plan.knn_cache);
-    KnnGraph g = read_knn_npz(plan.knn_cache, x.rows);
-    FC_CHECK(g.k >= std::min<int64_t>(o.k, x.rows), "kNN cache " << plan.knn_cache << " has k = " << g.k << " but " << o.k
-                                                                  << " neighbours are configured (rebuild with --reload)");
+    // A cache holds every row (facecluster knn, the release) or, written by a run that merged
+    // copies, the distinct rows only.
+    KnnGraph g = read_knn_npz(plan.knn_cache, distinct != x.rows ? -1 : x.rows);
+    FC_CHECK(g.n == x.rows || g.n == distinct, "kNN cache " << plan.knn_cache << " has " << g.n << " rows but features "
+                                                            << plan.features << " have " << x.rows << " (" << distinct
+                                                            << " distinct)");
+    FC_CHECK(g.k >= std::min<int64_t>(o.k, g.n), "kNN cache " << plan.knn_cache << " has k = " << g.k << " but " << o.k
+                                                               << " neighbours are configured (rebuild with --reload)");
     if (g.k > o.k) {  // keep the first k columns
       KnnGraph cut(g.n, o.k);
       for (int64_t i = 0; i < g.n; ++i) {
         std::copy(g.nbr_row(i), g.nbr_row(i) + o.k, cut.nbr_row(i));
         std::copy(g.dist_row(i), g.dist_row(i) + o.k, cut.dist_row(i));
       }
-      return cut;
+      g = std::move(cut);
     }
+    if (plan.normalize) check_cache_matches(plan, g.n == x.rows ? x : kept_rows(x, *copies), g);
+    if (copies && g.n != distinct) g = reduce_graph(g, *copies);
     return g;
   }
-  KnnGraph g = build_knn(x, o);
+  KnnGraph g = copies ? build_knn(kept_rows(x, *copies), o) : build_knn(x, o);
   if (!plan.knn_cache.empty()) {
     const fs::path parent = fs::path(plan.knn_cache).parent_path();
     if (!parent.empty()) fs::create_directories(parent);
@@ -119,20 +186,57 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x) {
   return g;
 }
 
+namespace {
+
+// The copies among the rows (identical rows first, then rows the graph finds within
+// kDuplicateDistance) and the graph of the distinct rows.
+KnnGraph distinct_graph(const RunPlan& plan, const Matrix& x, DuplicateGroups& copies) {
+  auto say = [&](const char* what) {
+    log_info("  " + std::to_string(copies.copies()) + " of " + std::to_string(x.rows) + " faces are copies of another (" +
+             what + "): each group is clustered once, as its first face");
+  };
+  copies = identical_rows(x);
+  if (copies.any()) say("identical rows");
+  KnnGraph g = knn_graph_for(plan, x, copies.any() ? &copies : nullptr);
+  DuplicateGroups merged = merge_near_duplicates(copies, g);
+  if (merged.kept.size() != copies.kept.size()) {
+    copies = std::move(merged);
+    say("identical, or within cosine distance 1e-4");
+    StageTimer t("kNN graph of the distinct faces");
+    g = build_knn(kept_rows(x, copies), plan.knn);
+  }
+  return g;
+}
+
+DuplicateGroups all_distinct(int64_t n) {
+  DuplicateGroups d;
+  d.row_of.resize(static_cast<size_t>(n));
+  std::iota(d.row_of.begin(), d.row_of.end(), 0);
+  d.kept = d.row_of;
+  return d;
+}
+
+}  // namespace
+
 ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const SimilarityStage& similarity) {
   FC_CHECK(in.features || in.graph, "the pipeline needs features or a kNN graph");
-  KnnGraph built;
-  const KnnGraph* g = in.graph;
-  if (!g) {
-    built = knn_graph_for(plan, *in.features);
-    g = &built;
+  DuplicateGroups copies;
+  KnnGraph g;
+  if (in.graph) {
+    validate_graph(*in.graph, "kNN graph");
+    copies = merge_near_duplicates(all_distinct(in.graph->n), *in.graph);
+    g = copies.any() ? reduce_graph(*in.graph, copies) : *in.graph;
+  } else {
+    g = distinct_graph(plan, *in.features, copies);
   }
   if (similarity) {
     FC_CHECK(in.features, "the learned similarity needs the features, not only a kNN graph");
-    built = similarity(*in.features, *g);
-    g = &built;
+    g = copies.any() ? similarity(kept_rows(*in.features, copies), g) : similarity(*in.features, g);
   }
-  ClusterReport r = cluster_graph(plan, g == &built ? std::move(built) : KnnGraph(*g), in.labels);
+  ClusterReport r = cluster_graph(plan, std::move(g), in.labels, copies.any() ? &copies : nullptr);
+  if (copies.any())
+    r.notes.push_back(std::to_string(copies.copies()) + " of " + std::to_string(copies.row_of.size()) +
+                      " faces are copies of another: each was clustered once and its copies share its label");
   if (in.labels) {
     StageTimer t("hard-cluster bins");
     r.true_sizes = class_sizes(*in.labels);
