@@ -83,6 +83,9 @@ int main(int argc, char** argv) {
 #endif
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
+  // A file size limit (ulimit -f, a quota) makes a write fail with EFBIG, which is reported and
+  // cleaned up like any failed write, instead of killing the process where it stands.
+  std::signal(SIGXFSZ, SIG_IGN);
   facecluster::set_interrupt_hook(&interrupted);
   try {
     for (auto* sub : app.get_subcommands()) runs.at(sub)();
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
     if (reports()) std::fprintf(stderr, "facecluster: error: out of memory (the input is too large for this machine)\n");
     return 1;
   } catch (const std::exception& e) {
-    if (reports()) std::fprintf(stderr, "facecluster: error: %s\n", e.what());
+    if (reports()) std::fprintf(stderr, "facecluster: error: %s\n", facecluster::escape_controls(e.what()).c_str());
     return 1;
   }
   if (interrupted()) {  // a signal after the last check: the run did not finish as asked

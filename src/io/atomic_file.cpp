@@ -6,7 +6,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <random>
 #include <sstream>
 
@@ -37,7 +39,9 @@ void check_target(const std::string& path) {
                                                       << "; give a file path");
 }
 
-// Removes <name>.tmp.<pid>.<hex> files in the target's folder whose process is gone.
+constexpr size_t kTempTagDigits = 8;  // a random 32-bit tag in hex
+
+// Removes <name>.tmp.<pid>.<8 hex digits> files in the target's folder whose process is gone.
 void sweep_stale_temporaries(const std::string& path) {
   const fs::path p(path);
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
@@ -48,7 +52,10 @@ void sweep_stale_temporaries(const std::string& path) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     char* rest = nullptr;
     const long pid = std::strtol(name.c_str() + prefix.size(), &rest, 10);
-    if (pid <= 0 || *rest != '.') continue;
+    // Only a name this program makes: the pid, a dot and exactly kTempTagDigits hex digits.
+    if (pid <= 0 || *rest != '.' || std::strlen(rest + 1) != kTempTagDigits ||
+        std::strspn(rest + 1, "0123456789abcdef") != kTempTagDigits)
+      continue;
     if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
       std::error_code rm;
       fs::remove(it->path(), rm);
@@ -59,7 +66,7 @@ void sweep_stale_temporaries(const std::string& path) {
 std::string temporary_for(const std::string& path) {
   std::random_device rd;
   std::ostringstream tmp;
-  tmp << path << ".tmp." << ::getpid() << "." << std::hex << rd();
+  tmp << path << ".tmp." << ::getpid() << "." << std::hex << std::setw(kTempTagDigits) << std::setfill('0') << rd();
   return tmp.str();
 }
 

@@ -32,6 +32,13 @@ FeatureLayout bin_layout(const std::string& path, int64_t dim) {
   require_file(path);
   const auto bytes = static_cast<int64_t>(fs::file_size(path));
   FC_CHECK(bytes > 0, "features file " << path << " is empty");
+  {  // A .npy under another name would read its header as row 0.
+    std::ifstream in(path, std::ios::binary);
+    char magic[6] = {};
+    in.read(magic, sizeof magic);
+    FC_CHECK(!(in && std::string(magic, 6) == "\x93NUMPY"),
+             "features file " << path << " is a .npy file (it starts with the NPY header), not raw float32: name it .npy");
+  }
   const int64_t row_bytes = 4 * dim;
   FC_CHECK(bytes % row_bytes == 0, "features file " << path << " has " << bytes << " bytes, not a multiple of 4 x "
                                                     << dim << " (wrong feature_dim?)");

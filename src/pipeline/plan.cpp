@@ -159,6 +159,11 @@ void fill_inputs(RunPlan& p, const Config& cfg, const DatasetArgs& ds, const std
     const bool npy = fs::path(p.features).extension() == ".npy";
     FC_CHECK(npy || p.feature_dim > 0, "features " << p.features << " is raw float32 (.bin): its dimension must be given "
                                                    "(--dim or feature_dim), got " << p.feature_dim);
+    // The release's default feature_dim (256) would read any .bin whose size happens to divide.
+    const char* section = &ds == &cfg.test_dataset_args ? "test_dataset_args" : &ds == &cfg.dataset_args ? "dataset_args" : nullptr;
+    FC_CHECK(npy || req.dim || !have_config || !section || cfg.keys_set.count(std::string(section) + ".feature_dim"),
+             where << section << " sets no feature_dim for the raw float32 features " << p.features
+                   << " (a .bin has no header to read it from): set feature_dim or give --dim");
     if (npy) p.feature_dim = 0;
   }
   if (!p.labels.empty()) check_input_file(p.labels, "labels");
@@ -337,6 +342,7 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
   FC_CHECK(p.halo_mib >= 1, "halo-mib must be >= 1, got " << p.halo_mib);
 
   // Outputs: a results folder; with a config, work_dir/results unless one is given.
+  FC_CHECK(!req.out_dir || !req.out_dir->empty(), "the results folder (-o) is an empty path; name a folder");
   p.out_dir = pick(req.out_dir, std::string());
   const bool default_out = p.out_dir.empty() && (req.config.has_value() || job == Job::Eval);
   if (default_out) p.out_dir = (fs::path(cfg.work_dir) / "results").string();
@@ -360,7 +366,14 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     if (!cache_is_read && !p.knn_cache.empty()) check_not_an_input(p.knn_cache, inputs);
     if (cache_is_read) inputs.push_back({"kNN cache", p.knn_cache});
     if (!p.out_dir.empty())
-      for (const auto& name : result_file_names()) check_not_an_input((fs::path(p.out_dir) / name).string(), inputs);
+      for (const auto& name : result_file_names()) {
+        const fs::path result = fs::path(p.out_dir) / name;
+        check_not_an_input(result.string(), inputs);
+        // A cache written by this run would be overwritten by the results a moment later.
+        FC_CHECK(p.knn_cache.empty() || fs::weakly_canonical(result, ec) != fs::weakly_canonical(p.knn_cache, ec),
+                 "kNN cache " << p.knn_cache << " is the results file " << result.string()
+                              << " of this run; choose another path for one of them");
+      }
   }
 
   // Keys accepted from the config that change nothing in this job.

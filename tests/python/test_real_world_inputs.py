@@ -1,0 +1,117 @@
+"""Issue 38: real-world inputs that once gave wrong results with exit 0, lost work or unclear
+messages. Each test failed on the build before the fix."""
+import os
+import resource
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import BUILD
+
+
+@pytest.fixture
+def synth(fc, tmp_path):
+    prefix = tmp_path / "s"
+    fc("synth", "-o", prefix, "-n", 2000, "-d", 64, "--seed", 3)
+    return prefix
+
+
+def fails(fc, *args, fragment):
+    proc = fc(*args, check=False)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("facecluster: error: "), proc.stderr
+    assert fragment in lines[-1], proc.stderr
+    return proc
+
+
+def pairwise_f(pred, gt):
+    import facecluster
+    return facecluster.evaluate(pred, gt)["scores"]["pairwise_f"]
+
+
+def test_every_row_twice_gives_the_clusters_of_every_row_once(fc, tmp_path, synth):
+    x = np.fromfile(f"{synth}.bin", dtype="<f4").reshape(-1, 64)
+    np.concatenate([x, x]).astype("<f4").tofile(tmp_path / "twice.bin")
+    fc("cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "-o", tmp_path / "once")
+    fc("cluster", "-f", tmp_path / "twice.bin", "-d", 64, "-k", 20, "-o", tmp_path / "twice")
+    assert "2000 of 4000 faces are copies" in (tmp_path / "twice" / "scores.json").read_text()
+    once = np.loadtxt(tmp_path / "once" / "pred_labels.meta", dtype=np.int64)
+    twice = np.loadtxt(tmp_path / "twice" / "pred_labels.meta", dtype=np.int64)
+    assert (twice[:2000] == once).all() and (twice[2000:] == once).all()
+
+
+def test_a_knn_cache_of_other_data_is_refused(fc, tmp_path, synth):
+    other = tmp_path / "o"
+    fc("synth", "-o", other, "-n", 2000, "-d", 64, "--seed", 4)
+    fc("knn", "-f", f"{other}.bin", "-d", 64, "-k", 20, "-o", tmp_path / "other.npz")
+    fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "--knn", tmp_path / "other.npz",
+          fragment=f"kNN cache {tmp_path / 'other.npz'} does not belong to features")
+    # A cache whose ids are all 0.
+    data = np.zeros((2000, 2, 20), dtype=np.float32)
+    np.savez(tmp_path / "zeros.npz", data=data)
+    fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "--knn", tmp_path / "zeros.npz",
+          fragment="does not belong to features")
+    # The cache of the same features is accepted.
+    fc("knn", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "-o", tmp_path / "own.npz")
+    fc("cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "--knn", tmp_path / "own.npz")
+
+
+def test_a_config_without_feature_dim_does_not_guess_it(fc, tmp_path, synth):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"test_dataset_args:\n  feature_path: {synth}.bin\n")
+    fails(fc, "cluster", "-c", cfg, "-o", tmp_path / "r", fragment="sets no feature_dim")
+    fc("cluster", "-c", cfg, "-d", 64, "-k", 20, "-o", tmp_path / "r")
+
+
+def test_a_npy_named_bin_is_refused(fc, tmp_path, synth):
+    x = np.fromfile(f"{synth}.bin", dtype="<f4").reshape(-1, 64)
+    np.save(tmp_path / "x.npy", x)
+    os.rename(tmp_path / "x.npy", tmp_path / "x.bin")
+    fails(fc, "cluster", "-f", tmp_path / "x.bin", "-d", 64, fragment="is a .npy file")
+
+
+def test_an_empty_results_path_is_refused(fc, synth):
+    fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "-o", "", fragment="empty path")
+
+
+def test_a_cache_path_inside_the_results_is_refused(fc, tmp_path, synth):
+    out = tmp_path / "r"
+    fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "--knn", out / "pred_labels.meta", "-o", out,
+          fragment="is the results file")
+    assert not out.exists()
+
+
+def test_a_newline_in_a_path_cannot_forge_a_line(fc, tmp_path):
+    bad = tmp_path / "x\nfacecluster: error: forged.bin"
+    proc = fc("cluster", "-f", bad, "-d", 64, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len([l for l in lines if l.startswith("facecluster: error:")]) == 1, proc.stderr
+    assert "\\x0a" in lines[-1]
+
+
+def test_a_file_size_limit_is_a_clean_error(tmp_path, synth):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    out = tmp_path / "big.npz"
+    proc = subprocess.run([str(BUILD / "facecluster"), "knn", "-f", f"{synth}.bin", "-d", "64", "-k", "20", "-o", str(out)],
+                          capture_output=True, text=True, preexec_fn=limit)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip().splitlines()[-1].startswith("facecluster: error: "), proc.stderr
+    assert not out.exists()
+    assert not any(".tmp." in n for n in os.listdir(tmp_path))
+
+
+def test_the_temporary_sweep_keeps_user_files(fc, tmp_path, synth):
+    # Names that look like a temporary of a finished process but are not the program's own.
+    keep = ["knn.npz.tmp.1.backup", "knn.npz.tmp.1.abc", "knn.npz.tmp.1.0123456789", "knn.npz.tmp.1.ABCDEF01"]
+    for name in keep:
+        (tmp_path / name).write_text("mine")
+    stale = tmp_path / "knn.npz.tmp.999999999.0badf00d"  # the program's pattern, no such process
+    stale.write_text("left by a killed run")
+    fc("knn", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "-o", tmp_path / "knn.npz")
+    for name in keep:
+        assert (tmp_path / name).read_text() == "mine", name
+    assert not stale.exists()
