@@ -24,6 +24,17 @@ def run(fc_bin, *args, check=True):
     return proc
 
 
+def fails(fc, *args, fragment):
+    """Runs facecluster expecting exit 1 with one last line `facecluster: error: ...` holding fragment."""
+    proc = fc(*args, check=False)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("facecluster: error: "), proc.stderr
+    assert fragment in lines[-1], proc.stderr
+    assert len(lines[-1]) < 600, lines[-1]
+    return lines[-1]
+
+
 @pytest.fixture
 def fc(fc_bin):
     return lambda *args, check=True: run(fc_bin, *args, check=check)

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, fails
 
 
 @pytest.fixture
@@ -15,20 +15,6 @@ def synth(fc, tmp_path):
     prefix = tmp_path / "s"
     fc("synth", "-o", prefix, "-n", 2000, "-d", 64, "--seed", 3)
     return prefix
-
-
-def fails(fc, *args, fragment):
-    proc = fc(*args, check=False)
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("facecluster: error: "), proc.stderr
-    assert fragment in lines[-1], proc.stderr
-    return proc
-
-
-def pairwise_f(pred, gt):
-    import facecluster
-    return facecluster.evaluate(pred, gt)["scores"]["pairwise_f"]
 
 
 def test_every_row_twice_gives_the_clusters_of_every_row_once(fc, tmp_path, synth):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, fails
 
 
 @pytest.fixture
@@ -18,16 +18,6 @@ def synth(fc, tmp_path):
     prefix = tmp_path / "s"
     fc("synth", "-o", prefix, "-n", 3000, "-d", 64, "--seed", 3)
     return prefix
-
-
-def fails(fc, *args, fragment):
-    proc = fc(*args, check=False)
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("facecluster: error: "), proc.stderr
-    assert fragment in lines[-1], proc.stderr
-    assert len(lines[-1]) < 600, lines[-1]
-    return lines[-1]
 
 
 def no_temporaries(folder):
