@@ -41,7 +41,7 @@ void check_target(const std::string& path) {
 
 constexpr size_t kTempTagDigits = 8;  // a random 32-bit tag in hex
 
-// Removes <name>.tmp.<pid>.<8 hex digits> files in the target's folder whose process is gone.
+// Removes <name>.tmp.<pid>.<hex tag> files in the target's folder whose process is gone.
 void sweep_stale_temporaries(const std::string& path) {
   const fs::path p(path);
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
@@ -52,9 +52,10 @@ void sweep_stale_temporaries(const std::string& path) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     char* rest = nullptr;
     const long pid = std::strtol(name.c_str() + prefix.size(), &rest, 10);
-    // Only a name this program makes: the pid, a dot and exactly kTempTagDigits hex digits.
-    if (pid <= 0 || *rest != '.' || std::strlen(rest + 1) != kTempTagDigits ||
-        std::strspn(rest + 1, "0123456789abcdef") != kTempTagDigits)
+    // Only a name this program makes: the pid, a dot and a tag of 1 to kTempTagDigits lowercase
+    // hex digits (earlier versions did not pad it), nothing after.
+    const size_t tag = std::strlen(rest + (*rest == '.'));
+    if (pid <= 0 || *rest != '.' || tag < 1 || tag > kTempTagDigits || std::strspn(rest + 1, "0123456789abcdef") != tag)
       continue;
     if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) {
       std::error_code rm;

@@ -92,7 +92,7 @@ def test_a_file_size_limit_is_a_clean_error(tmp_path, synth):
 
 def test_the_temporary_sweep_keeps_user_files(fc, tmp_path, synth):
     # Names that look like a temporary of a finished process but are not the program's own.
-    keep = ["knn.npz.tmp.1.backup", "knn.npz.tmp.1.abc", "knn.npz.tmp.1.0123456789", "knn.npz.tmp.1.ABCDEF01"]
+    keep = ["knn.npz.tmp.1.backup", "knn.npz.tmp.1.abc.old", "knn.npz.tmp.1.0123456789", "knn.npz.tmp.1.ABCDEF01"]
     for name in keep:
         (tmp_path / name).write_text("mine")
     stale = tmp_path / "knn.npz.tmp.999999999.0badf00d"  # the program's pattern, no such process
