@@ -126,7 +126,9 @@ namespace {
 // check on a sample of rows. Each row lists itself (or a copy of itself) first, and the listed
 // distances are the features' cosine distances (to float rounding: bf16 products are re-ranked
 // in fp32).
-void check_cache_matches(const RunPlan& plan, const Matrix& x, const KnnGraph& g) {
+// `kept`: the feature row of each graph row when the cache holds the distinct rows only.
+void check_cache_matches(const RunPlan& plan, const Matrix& x, const KnnGraph& g, const std::vector<int64_t>* kept) {
+  auto feature_row = [&](int64_t r) { return x.row(kept ? (*kept)[static_cast<size_t>(r)] : r); };
   constexpr int64_t kRowsChecked = 256;
   constexpr double kTolerance = 1e-3;
   const int64_t step = std::max<int64_t>(1, g.n / kRowsChecked);
@@ -135,7 +137,8 @@ void check_cache_matches(const RunPlan& plan, const Matrix& x, const KnnGraph& g
       const int32_t j = g.nbr_row(i)[a];
       if (j < 0) break;
       double dot = 0;
-      for (int64_t c = 0; c < x.cols; ++c) dot += double(x.row(i)[c]) * x.row(j)[c];
+      const float *xi = feature_row(i), *xj = feature_row(j);
+      for (int64_t c = 0; c < x.cols; ++c) dot += double(xi[c]) * xj[c];
       const double listed = g.dist_row(i)[a];
       FC_CHECK(std::fabs(listed - (1 - dot)) <= kTolerance,
                "kNN cache " << plan.knn_cache << " does not belong to features " << plan.features << ": it lists row " << j
@@ -172,7 +175,7 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x, const DuplicateGrou
       }
       g = std::move(cut);
     }
-    if (plan.normalize) check_cache_matches(plan, g.n == x.rows ? x : kept_rows(x, *copies), g);
+    if (plan.normalize) check_cache_matches(plan, x, g, g.n == x.rows ? nullptr : &copies->kept);
     if (copies && g.n != distinct) g = reduce_graph(g, *copies);
     return g;
   }
