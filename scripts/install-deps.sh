@@ -12,6 +12,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzip-dev zlib1g-dev libomp-dev libdnnl-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   pybind11-dev python3-dev python3-numpy python3-pytest \
+  python3-pip python3-venv python3-setuptools python3-wheel \
   clang libclang-rt-dev libigraph-dev libopenmpi-dev openmpi-bin \
-  chromium >/dev/null  # clang + compiler-rt: the libFuzzer targets; chromium: screenshots of report.html; igraph: the Infomap baseline of bench_family; Open MPI: the distributed build
+  chromium >/dev/null  # pip, venv, setuptools: `pip install .` (pyproject.toml, setup.py); clang + compiler-rt: the libFuzzer targets; chromium: screenshots of report.html; igraph: the Infomap baseline of bench_family; Open MPI: the distributed build
 echo "facecluster: dependencies installed"

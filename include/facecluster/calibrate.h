@@ -121,7 +121,8 @@ struct Calibration {
   // The same pairs under `three_part`: P(tight part) and P(middle part) of each, for the cut.
   ThreePartMixture three_part;
   std::vector<std::pair<float, float>> part_shares;
-  std::vector<std::string> notes;
+  std::string decision;             // one line for the terminal: what was chosen, on what evidence
+  std::vector<std::string> notes;   // the fit in full (scores.json, report.html)
 };
 
 // The fewest non-self neighbour pairs a calibration is fitted on; a run on fewer (a handful of

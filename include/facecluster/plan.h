@@ -63,6 +63,9 @@ struct PlanRequest {
   std::optional<int64_t> halo_mib;  // under mpirun: memory for the rows other processes hold
 };
 
+constexpr int kDefaultBins = 5;
+constexpr int64_t kDefaultHaloMib = 2048;
+
 struct RunPlan {
   Job job = Job::Cluster;
   // Inputs. features is empty when the caller passes them in memory.
@@ -84,10 +87,10 @@ struct RunPlan {
   bool tau_automatic = true;  // the stable tau on calibrated distances (calibrate.h)
   std::vector<double> taus;   // otherwise the values to link with (scored when labels exist)
   SelectBy select_by = SelectBy::Pairwise;
-  int bins = 5;
+  int bins = kDefaultBins;
   // Under mpirun: the neighbour rows other processes hold are fetched in blocks of own rows
   // sized so that one block's halo stays within this many MiB (all at once when they fit).
-  int64_t halo_mib = 2048;
+  int64_t halo_mib = kDefaultHaloMib;
   int threads = 1;            // resolved: never 0
   std::string out_dir;        // "" = nothing written
   bool create_out_parents = false;  // work_dir/results: its folders are made as needed

@@ -31,7 +31,8 @@ LinkSummary summarize_links(const Links& links);
 struct ClusterReport {
   std::vector<std::pair<std::string, std::string>> plan;  // describe_plan()
   std::vector<std::string> warnings;  // config keys without effect, and the like
-  std::vector<std::string> notes;     // one line per automatically chosen value, and why
+  std::vector<std::string> decisions; // one line per automatic choice, in a user's words (the terminal)
+  std::vector<std::string> notes;     // the evidence behind them in full (scores.json, report.html)
   GraphParams params;                 // what the graph stage ran with (after calibration)
   std::vector<SweepEntry> sweep;
   size_t chosen = 0;                  // index into sweep of the labels returned

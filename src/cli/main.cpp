@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "options.h"
+#include "facecluster/build_info.h"
 #include "facecluster/error.h"
 #include "facecluster/log.h"
 #ifdef FC_WITH_MPI
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   auto reports = [&] { return !other_process; };
 #endif
   CLI::App app{"facecluster: cluster face embeddings by identity (NDDE density, TPDi distance, density-peak linking)"};
+  app.set_version_flag("--version", facecluster::build_info_line());
   app.require_subcommand(1);
   app.fallthrough();
   bool quiet = false;

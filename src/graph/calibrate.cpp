@@ -1,12 +1,16 @@
 #include "facecluster/calibrate.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <utility>
 
 #include "facecluster/error.h"
+#include "facecluster/log.h"
 
 namespace facecluster {
 namespace {
@@ -116,6 +120,7 @@ TwoViewMixture run_two_view_em(const std::vector<float>& s, const std::vector<fl
   f.overlap_same.assign(kOverlapBins, 0);
   f.overlap_diff.assign(kOverlapBins, 0);
   for (int it = 0; it < max_iter; ++it) {
+    check_interrupt();
     Mixture& m = f.similarity;
     // M-step: class weight, two Gaussians for the same class and one or two for strangers over
     // similarity, a histogram per class for overlap (one pseudo-count per bin, so no bin is
@@ -295,6 +300,7 @@ ThreePartMixture run_three_part_em(const std::vector<float>& s, const std::vecto
   for (size_t i = 0; i < n; ++i) bin[i] = overlap_bin(overlap[i]);
   ThreePartMixture f;
   for (int it = 0; it < max_iter; ++it) {
+    check_interrupt();
     // M-step in one pass: each part's weight, moments about its previous mean, and overlap
     // histogram (one pseudo-count per bin, as in the two-class fit).
     // Summed in fixed chunks, then the chunks in order: the same fit whatever the thread count.
@@ -454,11 +460,14 @@ PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, cons
   const std::vector<int64_t> sampled = calibration_sampled_rows(first_row, rows.n, n, k);
   std::vector<std::vector<float>> sims(sampled.size()), overlaps(sampled.size());
   std::vector<std::vector<int32_t>> others(sampled.size());
+  std::atomic<bool> interrupted{false};  // an exception may not leave the parallel loop
 #pragma omp parallel if (sampled.size() > 2000)
   {
     RowSet members((kOverlapReach + 1) * k);
 #pragma omp for schedule(dynamic, 64)
     for (size_t r = 0; r < sampled.size(); ++r) {
+      if (interrupted.load(std::memory_order_relaxed)) continue;
+      if ((r & 1023) == 0 && omp_get_thread_num() == 0 && interrupt_requested()) interrupted = true;
       const int64_t i = first_row + sampled[r];
       const int32_t* nb = rows.nbr_row(sampled[r]);
       const float* d = rows.dist_row(sampled[r]);
@@ -478,6 +487,7 @@ PairSample sample_pairs(const KnnGraph& rows, int64_t first_row, int64_t n, cons
       }
     }
   }
+  if (interrupted) throw Interrupted();
   PairSample out;
   for (size_t r = 0; r < sampled.size(); ++r) {
     out.a.insert(out.a.end(), others[r].size(), static_cast<int32_t>(first_row + sampled[r]));
@@ -559,6 +569,9 @@ Calibration calibration_from_sample(const PairSample& ps, const SimilarityRange&
                         "its expected value over the two classes) + %.3f x distance / %.3f (the median kNN distance: "
                         "the order within a class); P(same) = 0.5 at similarity %.3f",
                         c.params.tpdi_sigma, c.order_weight, c.order_scale, c.same.threshold()));
+  c.decision = fmt("distances calibrated: %.0f%% of %.0f sampled neighbour pairs look like the same person; "
+                   "even odds at similarity %.3f",
+                   100 * expected_same / double(sim.size()), double(sim.size()), c.same.threshold());
   return c;
 }
 

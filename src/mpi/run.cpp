@@ -380,7 +380,6 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
 
   Calibration cal;
   GraphParams params = plan.graph;
-  std::vector<std::string> notes;
   if (plan.calibrate == CalibrateMode::Auto) {
     c.stage = "calibrate";
     StageTimer t("calibrate");
@@ -407,9 +406,6 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
       calibrate_distances(g, cal, lo);
     });
     params = cal.params;
-    notes = cal.notes;
-    if (root)
-      for (const auto& line : notes) log_info("  auto: " + line);
   }
 
   std::vector<double> rho;
@@ -460,7 +456,10 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
                                          std::to_string(plan.halo_mib) + " MiB)");
     r.warnings = plan.warnings;
     r.params = params;
-    r.notes = notes;
+    if (plan.calibrate == CalibrateMode::Auto) {
+      r.decisions.push_back(cal.decision);
+      r.notes = cal.notes;
+    }
     r.density = std::move(density);
     r.link_summary = std::move(summary);
   });

@@ -335,10 +335,10 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     p.taus = config_taus;
     p.tau_automatic = false;
   }
-  const int64_t bins = pick(req.bins, int64_t(RunPlan{}.bins));
+  const int64_t bins = pick(req.bins, int64_t{kDefaultBins});
   FC_CHECK(bins >= 1 && bins <= 1000, "bins must be in [1, 1000], got " << bins);
   p.bins = static_cast<int>(bins);
-  p.halo_mib = pick(req.halo_mib, RunPlan{}.halo_mib);
+  p.halo_mib = pick(req.halo_mib, kDefaultHaloMib);
   FC_CHECK(p.halo_mib >= 1, "halo-mib must be >= 1, got " << p.halo_mib);
 
   // Outputs: a results folder; with a config, work_dir/results unless one is given.
@@ -458,7 +458,7 @@ const std::vector<Parameter>& run_parameters() {
         {"ndde_sigma", c.density_args.ndde_sigma, "density temperature"},
         {"tpdi_sigma", c.density_args.tpdi_sigma, "TPDi temperature"},
         {"max_conn", int64_t(c.cluster_args.max_conn), "parents per face"},
-        {"bins", int64_t(RunPlan{}.bins), "hard-cluster bins (by size and by sparsity) when labels are given"},
+        {"bins", int64_t{kDefaultBins}, "hard-cluster bins (by size and by sparsity) when labels are given"},
         {"threads", int64_t(c.threads), "worker threads (0: all cores)"},
     };
   }();

@@ -297,7 +297,7 @@ std::string render_text(const ClusterReport& r) {
   out << "plan\n";
   for (const auto& [k, v] : r.plan) out << "  " << k << ": " << v << "\n";
   for (const auto& w : r.warnings) out << "warning: " << w << "\n";
-  for (const auto& line : r.notes) out << "auto: " << line << "\n";
+  for (const auto& line : r.decisions) out << "auto: " << line << "\n";
   char buf[256];
   out << "tau sweep (" << r.sweep.size() << " value" << (r.sweep.size() == 1 ? "" : "s") << ")\n";
   std::snprintf(buf, sizeof buf, "  %-8s %10s %8s %8s %8s %8s\n", "tau", "clusters", "F_P", "F_B", "NMI", "");
@@ -327,6 +327,8 @@ std::string render_json(const ClusterReport& r) {
   for (size_t i = 0; i < r.plan.size(); ++i) out << (i ? ", " : "") << json_string(r.plan[i].first) << ": " << json_string(r.plan[i].second);
   out << "}, \"warnings\": [";
   for (size_t i = 0; i < r.warnings.size(); ++i) out << (i ? ", " : "") << json_string(r.warnings[i]);
+  out << "], \"decisions\": [";
+  for (size_t i = 0; i < r.decisions.size(); ++i) out << (i ? ", " : "") << json_string(r.decisions[i]);
   out << "], \"notes\": [";
   for (size_t i = 0; i < r.notes.size(); ++i) out << (i ? ", " : "") << json_string(r.notes[i]);
   const auto& p = r.params;
@@ -380,10 +382,14 @@ std::string render_html(const ClusterReport& r) {
   }
   out << ".</p>\n";
   for (const auto& w : r.warnings) out << "<p class=\"warn\">warning: " << html_escape(w) << "</p>\n";
-  for (const auto& n : r.notes) out << "<p class=\"note\">auto: " << html_escape(n) << "</p>\n";
+  for (const auto& n : r.decisions) out << "<p class=\"note\">auto: " << html_escape(n) << "</p>\n";
   out << "<h2>Charts</h2>\n" << chart_clusters_by_tau(r) << chart_scores_by_tau(r) << chart_link_histogram(r)
       << chart_cluster_sizes(r) << chart_bins(r.size_bins, "Hard clusters: F by identity size")
       << chart_bins(r.sparsity_bins, "Hard clusters: F by identity sparsity");
+  if (!r.notes.empty()) {
+    out << "<h2>How the automatic choices were made</h2>\n";
+    for (const auto& n : r.notes) out << "<p class=\"note\">" << html_escape(n) << "</p>\n";
+  }
   out << "<h2>Plan</h2>\n<table>";
   for (const auto& [k, v] : r.plan) out << "<tr><th>" << html_escape(k) << "</th><td>" << html_escape(v) << "</td></tr>";
   out << "</table>\n<h2>Tables</h2>\n<pre>" << html_escape(render_text(r)) << "</pre>\n</body></html>\n";

@@ -43,9 +43,8 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt,
     const std::string note = "only " + std::to_string(neighbour_pairs(g)) + " neighbour pairs among " +
                              std::to_string(g.n) + " distinct faces, too few to calibrate on (" +
                              std::to_string(kMinCalibrationPairs) + " needed): cosine distances and the release's constants";
-    log_info("  " + note);
     ClusterReport r = cluster_graph(fixed, std::move(g), gt, copies);
-    r.notes.insert(r.notes.begin(), note);
+    r.decisions.insert(r.decisions.begin(), note);
     return r;
   }
   ClusterReport r;
@@ -62,8 +61,8 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt,
     own_dists = g.dists;
     calibrate_distances(g, cal);
     r.params = cal.params;
+    r.decisions.push_back(cal.decision);
     r.notes = cal.notes;
-    for (const auto& line : r.notes) log_info("  auto: " + line);
   }
   GraphResult gr = run_graph_stage(g, r.params);
   r.density = copies ? spread_to_rows(gr.density, *copies) : std::move(gr.density);
@@ -80,10 +79,8 @@ std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, Clu
   std::string reading, note;
   StageTimer t("choose tau");
   const double tau = likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
-  for (const std::string& line : {reading, note}) {
-    r.notes.push_back(line);
-    log_info("  auto: " + line);
-  }
+  r.notes.push_back(reading);
+  r.decisions.push_back(note);
   return {tau};
 }
 
@@ -238,7 +235,7 @@ ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const S
   }
   ClusterReport r = cluster_graph(plan, std::move(g), in.labels, copies.any() ? &copies : nullptr);
   if (copies.any())
-    r.notes.push_back(std::to_string(copies.copies()) + " of " + std::to_string(copies.row_of.size()) +
+    r.decisions.push_back(std::to_string(copies.copies()) + " of " + std::to_string(copies.row_of.size()) +
                       " faces are copies of another: each was clustered once and its copies share its label");
   if (in.labels) {
     StageTimer t("hard-cluster bins");

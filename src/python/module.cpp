@@ -6,6 +6,7 @@
 #include <cmath>
 #include <variant>
 
+#include "facecluster/build_info.h"
 #include "facecluster/error.h"
 #include "facecluster/io.h"
 #include "facecluster/knn.h"
@@ -153,6 +154,15 @@ PYBIND11_MODULE(_core, m) {
   });
 
   m.def("set_verbose", [](bool v) { set_log_level(v ? 1 : 0); });
+  m.def("write_text_file", [](const std::string& path, const std::string& text) {
+    py::gil_scoped_release unlocked;
+    write_text_file(path, text);
+  });
+  m.def("build_info", [] {
+    py::dict out;
+    for (const auto& [key, value] : build_info()) out[py::str(key)] = value;
+    return out;
+  });
 
   m.def(
       "parameters",

@@ -167,7 +167,10 @@ TEST(Knn, Bf16ProductsReRankedInFp32GiveTheExactGraph) {
       for (float& v : centre) v = nd(rng);
     float* r = x.row(i);
     double norm = 0;
-    for (int64_t j = 0; j < 64; ++j) norm += double(r[j] = centre[j] + 0.1f * nd(rng)) * r[j];
+    for (int64_t j = 0; j < 64; ++j) {
+      r[j] = centre[j] + 0.1f * nd(rng);
+      norm += double(r[j]) * r[j];
+    }
     for (int64_t j = 0; j < 64; ++j) r[j] = static_cast<float>(r[j] / std::sqrt(norm));
   }
   const KnnGraph ref = brute_force_knn(x, 26);  // the 26th: how far the first row left out is
@@ -274,12 +277,16 @@ TEST(Knn, ExactTiesAreInRowIdOrderWholeOrSharded) {
   for (int64_t i = 0; i < x.rows; ++i) {
     const int32_t* nb = whole.nbr_row(i);
     EXPECT_EQ(nb[0], i);
-    for (int j = 2; j < o.k; ++j)  // after the query itself: ascending id within equal distances
-      if (whole.dist_row(i)[j] == whole.dist_row(i)[j - 1]) EXPECT_LT(nb[j - 1], nb[j]) << "row " << i;
+    for (int j = 2; j < o.k; ++j) {  // after the query itself: ascending id within equal distances
+      if (whole.dist_row(i)[j] == whole.dist_row(i)[j - 1]) {
+        EXPECT_LT(nb[j - 1], nb[j]) << "row " << i;
+      }
+    }
     // Its four copies (distance 0) come right after it, then the next group of five.
     for (int j = 1; j < 5; ++j) EXPECT_EQ(nb[j] % 300, i % 300) << "row " << i;
-    if (i >= 600 && i < 900)
+    if (i >= 600 && i < 900) {
       for (int j = 0; j < o.k; ++j) ASSERT_EQ(got.nbr_row(i - 600)[j], nb[j]) << "row " << i;
+    }
   }
 }
 

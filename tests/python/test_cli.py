@@ -161,7 +161,11 @@ def test_release_style_config_on_celeba299(fc, tmp_path):
     text = text.replace("../shared/data", str(SHARED)).replace("./save", str(tmp_path / "save"))
     (tmp_path / "c.yaml").write_text(text)
     out = fc("cluster", "-c", tmp_path / "c.yaml").stdout
-    assert "auto: pair mixture" in out
     scores = json.loads((tmp_path / "save" / "celeba299" / "results" / "scores.json").read_text())
+    # Each automatic choice is said once, in one line; the fit in full goes to scores.json only.
+    decisions = [line for line in out.splitlines() if line.startswith("auto:")]
+    assert [d.removeprefix("auto: ") for d in decisions] == scores["decisions"]
+    assert decisions[0].startswith("auto: distances calibrated") and decisions[1].startswith("auto: tau ")
+    assert "pair mixture" in scores["notes"][0] and "pair mixture" not in out
     assert scores["sweep"][0]["scores"]["pairwise_f"] > 0.9
     assert (tmp_path / "save" / "knns" / "celeba299" / "faiss_k_80.npz").exists()

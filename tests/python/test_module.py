@@ -70,6 +70,7 @@ def test_labels_stable_and_estimator(data):
     assert np.array_equal(a, b)
     assert est.labels_.shape == (4000,) and est.density_.shape == (4000,)
     assert est.notes_ and 0 < est.tau_ <= 1
+    assert len(est.decisions_) == 2 and est.decisions_[1].startswith(f"tau {est.tau_:.3f}")
     assert facecluster.evaluate(b, y)["scores"]["pairwise_f"] > 0.5
     assert est.set_params(tau=0.5).get_params()["tau"] == 0.5
 

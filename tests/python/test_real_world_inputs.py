@@ -2,7 +2,9 @@
 messages. Each test failed on the build before the fix."""
 import os
 import resource
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -101,3 +103,48 @@ def test_the_temporary_sweep_keeps_user_files(fc, tmp_path, synth):
     for name in keep:
         assert (tmp_path / name).read_text() == "mine", name
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_calibration_stops_it_promptly(fc, tmp_path, sig):
+    # 4,000 faces at k 200: the calibration fits about 800K neighbour pairs, tens of seconds on 2
+    # cores; the signal is sent once it has started (the stage line before it is printed).
+    prefix = tmp_path / "c"
+    fc("synth", "-o", prefix, "-n", 4000, "-d", 64, "--seed", 8)
+    proc = subprocess.Popen([str(BUILD / "facecluster"), "cluster", "-f", f"{prefix}.bin", "-d", "64", "-k", "200",
+                             "-o", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("[stage] validate graph"):
+            break
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    start = time.monotonic()
+    proc.send_signal(sig)
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert time.monotonic() - start < 3.0, "the calibration did not stop promptly"
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_save_report_is_atomic_checked_and_needs_a_fit(tmp_path):
+    import sys
+    sys.path.insert(0, str(BUILD / "python"))
+    import facecluster
+    est = facecluster.FaceClusterer(k=20)
+    with pytest.raises(RuntimeError, match="call fit"):
+        est.save_report(tmp_path / "r.html")
+    X, _ = facecluster.synth(n=500, dim=32, seed=2)
+    est.fit(X)
+    features = tmp_path / "features.npy"
+    np.save(features, X)
+    before = features.read_bytes()
+    with pytest.raises(ValueError, match="not an HTML page"):
+        est.save_report(features)
+    assert features.read_bytes() == before
+    est.save_report(tmp_path / "r.html")
+    est.save_report(tmp_path / "r.html")  # an earlier report is replaced
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html")
+    assert sorted(os.listdir(tmp_path)) == ["features.npy", "r.html"]
+    with pytest.raises(ValueError, match="no-such-folder"):
+        est.save_report(tmp_path / "no-such-folder" / "r.html")

@@ -13,6 +13,7 @@ KeyboardInterrupt on Ctrl-C.
 from __future__ import annotations
 
 import inspect
+import os
 import json
 
 import numpy as np
@@ -21,7 +22,12 @@ from . import _core
 
 __all__ = ["knn", "knn_recall", "cluster", "evaluate", "synth", "load_knn", "save_knn", "FaceClusterer", "set_verbose",
            "DEFAULTS"]
-__version__ = "0.1.0"
+__version__ = _core.build_info()["version"]
+
+
+def build_info() -> dict:
+    """How this module was built: version, commit, compiler, build type, optional parts."""
+    return dict(_core.build_info())
 
 #: The clustering parameters' defaults, as the C++ run plan has them (None: the plan decides).
 DEFAULTS = {name: default for name, default, _help in _core.parameters()}
@@ -41,9 +47,10 @@ class FaceClusterer:
     scored, the best kept, and hard-cluster bins are computed. Instead of X a kNN graph may be
     given as nbrs=/dists= (N, k), sorted ascending.
 
-    After fit: labels_ (int64, N), density_ (float64, N), tau_ (the threshold used), notes_
-    (the automatically chosen values, one line each), report_ (a dict with the keys and nesting
-    of the CLI's scores.json: plan, notes, sweep, scores and bins when y is given, ...),
+    After fit: labels_ (int64, N), density_ (float64, N), tau_ (the threshold used), decisions_
+    (each automatic choice in one line: what was chosen, on what evidence), notes_ (the evidence
+    in full: the fitted mixture and the cut), report_ (a dict with the keys and nesting of the
+    CLI's scores.json: plan, decisions, notes, sweep, scores and bins when y is given, ...),
     knn_ ((nbrs, dists): the graph that was linked, learned distances with a model).
     save_report(path) writes the HTML report.
 
@@ -88,6 +95,7 @@ class FaceClusterer:
         self.labels_ = labels
         self.density_ = density
         self.tau_ = self.report_["chosen_tau"]
+        self.decisions_ = list(self.report_["decisions"])
         self.notes_ = list(self.report_["notes"])
         self.knn_ = graph
         self._html = html
@@ -97,9 +105,23 @@ class FaceClusterer:
         return self.fit(X, y, **kw).labels_
 
     def save_report(self, path):
-        """Write the HTML report of the last fit (one self-contained page)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self._html)
+        """Write the HTML report of the last fit (one self-contained page), atomically.
+
+        An existing file is replaced only if it is an HTML page (an earlier report); any other
+        file (features, labels, a script) is refused with ValueError.
+        """
+        if not hasattr(self, "_html"):
+            raise RuntimeError("save_report: nothing to report yet, call fit() first")
+        path = os.fspath(path)
+        if os.path.lexists(path):
+            if not os.path.isfile(path):
+                raise ValueError(f"save_report: {path!r} exists and is not a file")
+            with open(path, "rb") as f:
+                head = f.read(64).lstrip().lower()
+            if not (head.startswith(b"<!doctype html") or head.startswith(b"<html")):
+                raise ValueError(f"save_report: {path!r} exists and is not an HTML page; "
+                                 "not overwriting it (remove it or choose another path)")
+        _core.write_text_file(path, self._html)
 
 
 def cluster(features=None, *, nbrs=None, dists=None, gt=None, **params):

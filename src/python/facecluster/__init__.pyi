@@ -5,6 +5,8 @@ import numpy.typing as npt
 
 __version__: str
 
+def build_info() -> dict[str, str]: ...
+
 def set_verbose(verbose: bool = ...) -> None: ...
 def knn(features: npt.NDArray[np.float32], k: int = ..., index: str = ..., *, normalize: bool = ..., nlist: int = ...,
         nprobe: int = ..., hnsw_m: int = ..., ef_construction: int = ..., ef_search: int = ...,
@@ -27,6 +29,7 @@ class FaceClusterer:
     labels_: npt.NDArray[np.int64]
     density_: npt.NDArray[np.float64]
     tau_: float
+    decisions_: list[str]
     notes_: list[str]
     report_: dict[str, Any]
     knn_: Tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]
