@@ -78,5 +78,8 @@ std::string read_text_file(const std::string& path);
 
 // Throws if the folder holding `path` does not exist.
 void check_parent_dir(const std::string& path);
+// Creates a folder and any missing parents (create_directories); a failure names what the folder
+// is for ("results folder (-o)") and the reason, in one line.
+void make_folders(const std::string& path, const std::string& what);
 
 }  // namespace facecluster

@@ -16,7 +16,9 @@ namespace facecluster {
 // The learned-similarity stage: re-scores a kNN graph (features normalised). The plan's model,
 // when it names one, provides it; tools and tests may plug in their own.
 using SimilarityStage = std::function<KnnGraph(const Matrix& normalized, const KnnGraph& g)>;
-SimilarityStage model_stage(const RunPlan& plan);  // empty when the plan runs training-free
+// Empty when the plan runs training-free; otherwise the model is loaded and checked against
+// features of feature_dim columns (0: not known yet) now, before any kNN work.
+SimilarityStage model_stage(const RunPlan& plan, int64_t feature_dim);
 // The plan's model over the first `anchors` rows of g (all when < 0; see learned_graph).
 KnnGraph plan_learned_graph(const RunPlan& plan, const Matrix& normalized, const KnnGraph& g, int64_t anchors = -1);
 

@@ -1,5 +1,6 @@
 #include "facecluster/config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -251,6 +252,9 @@ Config parse_config(const std::string& text, const std::string& source) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    FC_FAIL(source << ": YAML nested deeper than the parser allows (depth " << e.depth() << ") at line "
+                   << e.mark.line + 1 << "; no facecluster key needs more than two levels");
   } catch (const YAML::Exception& e) {
     FC_FAIL(source << ": malformed YAML at line " << e.mark.line + 1 << ": " << e.msg);
   }

@@ -74,7 +74,7 @@ std::function<void()> add_demo(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "seed")->capture_default_str();
   cmd->add_option("-o,--out", a->out, "folder for the generated data and the results")->capture_default_str();
   return [a] {
-    fs::create_directories(a->out);
+    make_folders(a->out, "output folder (-o)");
     const std::string prefix = (fs::path(a->out) / "synth").string();
     SynthOptions so;
     so.n = a->n;

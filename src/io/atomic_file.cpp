@@ -118,15 +118,41 @@ void write_text_files(const std::vector<std::pair<std::string, std::string>>& fi
     remove_all(temps);
     throw;
   }
+  // The set is swapped in one file at a time; should a rename fail midway, the files already
+  // replaced are put back from a second name of each old file (a hard link, else a copy), so the
+  // folder holds the old set or the new one, never a mix.
+  std::vector<std::string> backups(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    if (!fs::exists(files[i].first, ec)) continue;
+    backups[i] = temporary_for(files[i].first);
+    fs::create_hard_link(files[i].first, backups[i], ec);
+    if (ec) fs::copy_file(files[i].first, backups[i], ec);
+    if (ec) {
+      const std::string why = ec.message();
+      remove_all(temps);
+      remove_all(backups);
+      FC_FAIL("cannot write " << files[i].first << ": cannot keep the old file while the new set goes in (" << why << ")");
+    }
+  }
   for (size_t i = 0; i < files.size(); ++i) {
     std::error_code ec;
     fs::rename(temps[i], files[i].first, ec);
     if (ec) {
       const std::string why = ec.message();
-      remove_all(std::vector<std::string>(temps.begin() + static_cast<std::ptrdiff_t>(i), temps.end()));
-      FC_FAIL("cannot write " << files[i].first << ": rename failed (" << why << ")");
+      for (size_t j = 0; j < i; ++j) {
+        std::error_code undo;
+        if (backups[j].empty())
+          fs::remove(files[j].first, undo);
+        else
+          fs::rename(backups[j], files[j].first, undo);
+      }
+      remove_all(temps);
+      remove_all(backups);
+      FC_FAIL("cannot write " << files[i].first << ": rename failed (" << why << "); the earlier files are as they were");
     }
   }
+  remove_all(backups);
 }
 
 void check_not_an_input(const std::string& output, const std::vector<NamedPath>& inputs) {
@@ -151,6 +177,12 @@ std::string read_text_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void make_folders(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  FC_CHECK(!ec, "cannot create " << what << " " << path << ": " << ec.message());
 }
 
 }  // namespace facecluster

@@ -52,6 +52,8 @@ NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& so
   NpyHeader h;
   h.data_offset = pre + header_len;
   std::string descr = dict_value(dict, "descr", source);
+  FC_CHECK(descr.empty() || (descr.front() != '[' && descr.front() != '{'),
+           source << ": structured (record) arrays are not supported; save a plain float32 (N, D) array");
   // strip quotes
   if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"')) descr = descr.substr(1, descr.size() - 2);
   FC_CHECK(descr.size() >= 3, source << ": unsupported dtype " << quote_input(descr));

@@ -7,6 +7,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <regex>
 #include <sstream>
 
 #include "batch.h"
@@ -30,10 +31,26 @@ void check_split(const TrainSplit& s, const ModelSpec& spec, const std::string& 
   model::check_model_input(spec, *s.x, *s.g, what);
 }
 
-std::string format_log(const std::vector<EpochLog>& logs) {
+// The entries of an earlier train_log.json for epochs 1..upto (a resumed run keeps them), one
+// line each as format_log writes them.
+std::vector<std::string> earlier_log_entries(const std::string& path, int upto) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (upto <= 0 || !fs::exists(path, ec)) return out;
+  static const std::regex entry(R"(\s*(\{"epoch": ([0-9]+),.*\}),?\s*)");
+  std::istringstream in(read_text_file(path));
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, entry) && std::stoi(m[2]) <= upto) out.push_back(m[1]);
+  }
+  return out;
+}
+
+std::string format_log(const std::vector<std::string>& earlier, const std::vector<EpochLog>& logs) {
   std::ostringstream os;
   os.precision(6);
   os << "[\n";
+  for (size_t i = 0; i < earlier.size(); ++i) os << "  " << earlier[i] << (i + 1 < earlier.size() + logs.size() ? "," : "") << "\n";
   for (size_t i = 0; i < logs.size(); ++i) {
     const auto& l = logs[i];
     os << "  {\"epoch\": " << l.epoch << ", \"seconds\": " << l.seconds << ", \"anchors_per_second\": " << l.anchors_per_second
@@ -72,7 +89,13 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   check_split(train, spec, "training split");
   if (val) check_split(*val, spec, "validation split");
   check_training_config(cfg);
-  fs::create_directories(cfg.work_dir);
+  make_folders(cfg.work_dir, "work_dir");
+  // A fresh run would overwrite some of an earlier run's checkpoints and leave its later ones,
+  // which --reload or eval would then take for this run's.
+  const std::string earlier = latest_checkpoint(cfg.work_dir);
+  FC_CHECK(cfg.reload || earlier.empty(),
+           "work_dir " << cfg.work_dir << " holds checkpoints of an earlier run (latest " << fs::path(earlier).filename().string()
+                       << "): --reload resumes it; to start over, remove its epoch_*.ckpt or choose another work_dir");
   model::TorchThreads threads(cfg.threads);
   model::reuse_freed_memory();
 
@@ -112,6 +135,8 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
            std::to_string(n) + " anchors, batch " + std::to_string(batch) + ", " + std::to_string(iters) +
            " iterations per epoch" + (cfg.augment_rotation ? ", random rotations" : "") + ", " +
            precision_name(precision) + ", on " + dev.str());
+  const std::string log_path = (fs::path(cfg.work_dir) / "train_log.json").string();
+  const std::vector<std::string> earlier_log = earlier_log_entries(log_path, start);
   std::vector<EpochLog> logs;
   std::vector<int64_t> order(static_cast<size_t>(n));
   InferenceOptions vo;
@@ -205,7 +230,7 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
     }
     log_info(msg);
     logs.push_back(log);
-    write_text_file((fs::path(cfg.work_dir) / "train_log.json").string(), format_log(logs));
+    write_text_file(log_path, format_log(earlier_log, logs));
   }
   return logs;
 }

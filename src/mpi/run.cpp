@@ -322,11 +322,13 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     log_warn("the kNN cache " + plan.knn_cache + " is neither read nor written under mpirun (the graph is built across processes)");
   FeatureShape shape;
   c.step([&] {
-    shape = feature_shape(plan.features, plan.feature_dim);
-    FC_CHECK(shape.rows < (int64_t{1} << 31), "features file " << plan.features << " has " << shape.rows
-                                                               << " rows; at most 2^31 - 1 are supported");
-    FC_CHECK(shape.rows >= P, "features file " << plan.features << " has " << shape.rows << " rows, fewer than the " << P
-                                               << " processes");
+    const FeatureShape found = feature_shape(plan.features, plan.feature_dim);
+    const int64_t rows = found.rows;
+    FC_CHECK(rows < (int64_t{1} << 31), "features file " << plan.features << " has " << rows
+                                                         << " rows; at most 2^31 - 1 are supported");
+    FC_CHECK(rows >= P, "features file " << plan.features << " has " << rows << " rows, fewer than the " << P
+                                         << " processes");
+    shape = found;
   });
   const RowPartition part{shape.rows, P};
   const int64_t lo = part.first(c.rank()), n_own = part.count(c.rank()), n = shape.rows;

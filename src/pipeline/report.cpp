@@ -401,9 +401,11 @@ void write_results(const std::string& dir, const ClusterReport& r, bool create_p
   const fs::path d(dir);
   if (!fs::exists(d)) {
     const fs::path parent = d.parent_path().empty() ? fs::path(".") : d.parent_path();
-    if (create_parents) fs::create_directories(parent);
+    if (create_parents) make_folders(parent.string(), "parent of the results folder");
     FC_CHECK(fs::is_directory(parent), "cannot create output folder " << dir << ": " << parent.string() << " does not exist");
-    fs::create_directory(d);
+    std::error_code ec;
+    fs::create_directory(d, ec);
+    FC_CHECK(!ec, "cannot create results folder " << dir << ": " << ec.message());
   }
   FC_CHECK(fs::is_directory(d), "output path " << dir << " exists and is not a folder");
   std::string dens;

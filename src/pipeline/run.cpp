@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -78,7 +79,8 @@ std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, Clu
   FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
   std::string reading, note;
   StageTimer t("choose tau");
-  const double tau = likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
+  const double tau = std::getenv("FC_CUT_TWO_CLASS") ? likelihood_tau(r.links, cal.pairs, &note)
+                                                     : likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
   r.notes.push_back(reading);
   r.decisions.push_back(note);
   return {tau};
@@ -179,7 +181,7 @@ KnnGraph knn_graph_for(const RunPlan& plan, const Matrix& x, const DuplicateGrou
   KnnGraph g = copies ? build_knn(kept_rows(x, *copies), o) : build_knn(x, o);
   if (!plan.knn_cache.empty()) {
     const fs::path parent = fs::path(plan.knn_cache).parent_path();
-    if (!parent.empty()) fs::create_directories(parent);
+    if (!parent.empty()) make_folders(parent.string(), "folder of the kNN cache (--knn)");
     StageTimer t("write kNN cache " + plan.knn_cache);
     write_knn_npz(plan.knn_cache, g);
   }
@@ -247,7 +249,7 @@ ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const S
 }
 
 ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in) {
-  return run_pipeline(plan, in, model_stage(plan));
+  return run_pipeline(plan, in, model_stage(plan, in.features ? in.features->cols : 0));
 }
 
 SplitData read_split(const RunPlan& plan) {

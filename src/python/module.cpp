@@ -68,8 +68,12 @@ Matrix normalized(const Matrix& view, bool normalize) {
 }
 
 KnnGraph graph_from_arrays(const py::array& nbrs, const py::array& dists) {
+  const char kind = nbrs.dtype().kind();
+  if (kind != 'i' || (nbrs.itemsize() != 4 && nbrs.itemsize() != 8))
+    throw py::type_error("nbrs must be an int32 or int64 array of shape (N, k), got dtype " +
+                         py::str(nbrs.dtype()).cast<std::string>());
   if (!py::isinstance<I32>(nbrs) && !py::isinstance<I64>(nbrs))
-    throw py::type_error("nbrs must be an int32 or int64 array of shape (N, k)");
+    throw py::type_error("nbrs must be C-contiguous (row-major): pass np.ascontiguousarray(nbrs)");
   if (!py::isinstance<F32>(dists)) throw py::type_error("dists must be a float32 array of shape (N, k)");
   if (nbrs.ndim() != 2 || dists.ndim() != 2 || nbrs.shape(0) != dists.shape(0) || nbrs.shape(1) != dists.shape(1))
     throw py::value_error("nbrs and dists must both have shape (N, k)");
@@ -108,7 +112,15 @@ ParamValue param_from(const std::string& name, const py::handle& v) {
   PyObject* o = v.ptr();
   if (PyBool_Check(o)) return v.cast<bool>();
   if (PyFloat_Check(o)) return v.cast<double>();
-  if (PyIndex_Check(o)) return static_cast<int64_t>(v.cast<py::int_>());
+  if (PyIndex_Check(o)) {
+    int overflow = 0;
+    const long long value = PyLong_AsLongLongAndOverflow(py::reinterpret_steal<py::object>(PyNumber_Index(o)).ptr(), &overflow);
+    if (overflow != 0 || (value == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      throw py::value_error("parameter " + name + " = " + py::str(v).cast<std::string>() + " is out of range");
+    }
+    return static_cast<int64_t>(value);
+  }
   if (py::isinstance<py::str>(v)) return v.cast<std::string>();
   if (py::isinstance<py::sequence>(v) || py::isinstance<py::array>(v)) {
     std::vector<double> list;

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, fails
 
 DIM, K = 16, 10
 
@@ -78,7 +78,13 @@ def test_train_resume_and_eval(fc, tmp_path, splits):
     # Resume to epoch 3 from the latest checkpoint.
     proc = fc("train", "-c", cfg, "--reload", "--set", "epochs=3")
     assert (work / "epoch_3.ckpt").exists()
-    assert [e["epoch"] for e in json.loads((work / "train_log.json").read_text())] == [3]
+    # The log keeps the first run's epochs (issue 38: it once held only the resumed ones).
+    resumed = json.loads((work / "train_log.json").read_text())
+    assert [e["epoch"] for e in resumed] == [1, 2, 3] and resumed[:2] == log
+    # A fresh run into the same work_dir would mix with these checkpoints: refused, nothing changed.
+    before = {n: (work / n).stat().st_mtime_ns for n in os.listdir(work)}
+    fails(fc, "train", "-c", cfg, fragment="holds checkpoints of an earlier run (latest epoch_3.ckpt)")
+    assert {n: (work / n).stat().st_mtime_ns for n in os.listdir(work)} == before
 
     # Eval (eval_epoch 2) on the validation split: results and scores like the release's eval.py.
     proc = fc("eval", "-c", cfg)

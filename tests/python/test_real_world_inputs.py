@@ -148,3 +148,82 @@ def test_python_save_report_is_atomic_checked_and_needs_a_fit(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["features.npy", "r.html"]
     with pytest.raises(ValueError, match="no-such-folder"):
         est.save_report(tmp_path / "no-such-folder" / "r.html")
+
+
+def test_unclear_messages_name_the_real_problem(fc, tmp_path, synth):
+    record = tmp_path / "record.npy"
+    np.save(record, np.zeros(10, dtype=[("a", "<f4"), ("b", "<f4")]))
+    fails(fc, "cluster", "-f", record, fragment="structured (record) arrays are not supported")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("cluster_args: {max_conn: " + "[" * 3000 + "1" + "]" * 3000 + "}\n")
+    fails(fc, "cluster", "-c", deep, "-f", f"{synth}.bin", "-d", 64, fragment="YAML nested deeper than the parser allows")
+    # A folder the system will not create (once "filesystem error: ..." without saying which option).
+    fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "-o", "/proc/facecluster-results",
+          fragment="cannot create results folder /proc/facecluster-results: ")
+
+
+def test_checks_come_before_the_knn_work(fc, tmp_path, synth):
+    both = tmp_path / "same"
+    line = fails(fc, "cluster", "-f", f"{synth}.bin", "-d", 64, "--knn", both, "-o", both,
+                 fragment="is the results folder (-o) of this run")
+    assert not both.exists(), line
+    version = fc("--version").stdout
+    if "libtorch" not in version:
+        pytest.skip(f"built without libtorch: {version.strip()}")
+    corrupt = tmp_path / "bad.fcmodel"
+    corrupt.write_text("not a model")
+    for model, fragment in [("default", "the model reads 256-d features but these have 64 dimensions"),
+                            (corrupt, "bad.fcmodel is not a readable archive")]:
+        proc = subprocess.run([str(BUILD / "facecluster"), "cluster", "-f", f"{synth}.bin", "-d", "64", "--model",
+                               str(model), "-o", str(tmp_path / "out")], capture_output=True, text=True)
+        assert proc.returncode == 1 and fragment in proc.stderr.splitlines()[-1], proc.stderr
+        assert "[stage] knn" not in proc.stderr, proc.stderr
+
+
+def test_python_integer_and_layout_errors(tmp_path):
+    import sys
+    sys.path.insert(0, str(BUILD / "python"))
+    import facecluster
+    X, _ = facecluster.synth(n=300, dim=16, seed=1)
+    with pytest.raises(ValueError, match=r"parameter k = 9223372036854775808 is out of range"):
+        facecluster.cluster(X, k=2**63)
+    nbrs, dists = facecluster.knn(X, k=10)
+    with pytest.raises(TypeError, match="must be C-contiguous"):
+        facecluster.cluster(nbrs=np.asfortranarray(nbrs), dists=dists)
+    with pytest.raises(TypeError, match="got dtype float32"):
+        facecluster.cluster(nbrs=nbrs.astype(np.float32), dists=dists)
+    assert facecluster.cluster(nbrs=nbrs.astype(np.int64), dists=dists).shape == (300,)
+
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+/* rename() fails with EBUSY for a target named scores.json: the third file of the results set. */
+int rename(const char* from, const char* to) {
+  const char* base = strrchr(to, '/');
+  if (base && strcmp(base + 1, "scores.json") == 0) { errno = EBUSY; return -1; }
+  int (*real)(const char*, const char*) = (int (*)(const char*, const char*))dlsym(RTLD_NEXT, "rename");
+  return real(from, to);
+}
+"""
+
+
+def test_a_rename_failing_midway_leaves_the_earlier_set(fc, tmp_path, synth):
+    (tmp_path / "shim.c").write_text(SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "shim.so"), str(tmp_path / "shim.c"), "-ldl"],
+                   check=True)
+    out = tmp_path / "out"
+    fc("cluster", "-f", f"{synth}.bin", "-d", 64, "-k", 20, "--tau", 0.6, "--calibrate", "off", "-o", out)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    env = dict(os.environ, LD_PRELOAD=str(tmp_path / "shim.so"))
+    proc = subprocess.run([str(BUILD / "facecluster"), "-q", "cluster", "-f", f"{synth}.bin", "-d", "64", "-k", "20",
+                           "--tau", "0.8", "--calibrate", "off", "-o", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "scores.json: rename failed" in proc.stderr, proc.stderr
+    # pred_labels.meta and density.txt had been replaced before scores.json failed: put back.
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    # And into a new folder: nothing of the half-written set stays.
+    proc = subprocess.run([str(BUILD / "facecluster"), "-q", "cluster", "-f", f"{synth}.bin", "-d", "64", "-k", "20",
+                           "-o", str(tmp_path / "fresh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and os.listdir(tmp_path / "fresh") == [], proc.stderr
