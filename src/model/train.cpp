@@ -77,6 +77,15 @@ void check_training_config(const Config& cfg) {
   FC_CHECK(cfg.save_interval >= 1 && cfg.inference_interval >= 1 && cfg.print_interval >= 1,
            cfg.source << ": save_interval, inference_interval and print_interval must be >= 1");
   FC_CHECK(!cfg.work_dir.empty(), cfg.source << ": work_dir is required for training");
+  const ModelArgs& m = cfg.model_args;
+  FC_CHECK(m.nhead >= 1 && m.d_model >= 2 && m.d_model % m.nhead == 0,
+           cfg.source << ": model_args.d_model (" << m.d_model << ") must be a multiple of nhead (" << m.nhead << ")");
+  // A fresh run would overwrite some of an earlier run's checkpoints and leave its later ones,
+  // which --reload or eval would then take for this run's.
+  const std::string earlier = latest_checkpoint(cfg.work_dir);
+  FC_CHECK(cfg.reload || earlier.empty(),
+           "work_dir " << cfg.work_dir << " holds checkpoints of an earlier run (latest " << fs::path(earlier).filename().string()
+                       << "): --reload resumes it; to start over, remove its epoch_*.ckpt or choose another work_dir");
   try {
     (void)parse_precision(cfg.precision);
   } catch (const Error& e) {
@@ -90,12 +99,6 @@ std::vector<EpochLog> train_model(const Config& cfg, const ModelSpec& spec, cons
   if (val) check_split(*val, spec, "validation split");
   check_training_config(cfg);
   make_folders(cfg.work_dir, "work_dir");
-  // A fresh run would overwrite some of an earlier run's checkpoints and leave its later ones,
-  // which --reload or eval would then take for this run's.
-  const std::string earlier = latest_checkpoint(cfg.work_dir);
-  FC_CHECK(cfg.reload || earlier.empty(),
-           "work_dir " << cfg.work_dir << " holds checkpoints of an earlier run (latest " << fs::path(earlier).filename().string()
-                       << "): --reload resumes it; to start over, remove its epoch_*.ckpt or choose another work_dir");
   model::TorchThreads threads(cfg.threads);
   model::reuse_freed_memory();
 

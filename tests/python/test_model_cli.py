@@ -144,3 +144,11 @@ def test_cluster_with_the_shipped_model(fc, tmp_path):
     fc("cluster", "-f", tmp_path / "s.bin", "-d", 256, "-l", tmp_path / "s.meta", "--model", "default", "-o", out)
     scores = json.loads((out / "scores.json").read_text())
     assert chosen_f(scores) > 0.5
+
+
+def test_a_bad_architecture_is_refused_before_the_knn_work(fc, tmp_path, splits):
+    tr, va = splits
+    cfg = tiny_config(tmp_path, tr, va, epochs=1)
+    cfg.write_text(cfg.read_text().replace("  nhead: 2\n", "  nhead: 3\n"))
+    fails(fc, "train", "-c", cfg, fragment="model_args.d_model (16) must be a multiple of nhead (3)")
+    assert not (tmp_path / "train_knn.npz").exists() and not (tmp_path / "val_knn.npz").exists()
