@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -79,8 +78,7 @@ std::vector<double> taus_to_run(const RunPlan& plan, const Calibration& cal, Clu
   FC_CHECK(plan.calibrate == CalibrateMode::Auto, "internal: automatic tau needs calibrated distances");
   std::string reading, note;
   StageTimer t("choose tau");
-  const double tau = std::getenv("FC_CUT_TWO_CLASS") ? likelihood_tau(r.links, cal.pairs, &note)
-                                                     : likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
+  const double tau = likelihood_tau(cut_evidence(r.links, cal, &reading), &note);
   r.notes.push_back(reading);
   r.decisions.push_back(note);
   return {tau};
