@@ -4,6 +4,7 @@ The CMake build folder is `build/` (the README's) when it was configured for a P
 interpreter's ABI, else `build-python-<ABI tag>/`; FACECLUSTER_BUILD_DIR names another. Only the
 extension target is built, so a built `build/` makes `pip install .` take seconds.
 """
+import importlib.util
 import multiprocessing
 import os
 import re
@@ -17,6 +18,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+
+# Offline, with --no-build-isolation, the building interpreter must already have these; say so
+# in one line instead of pip's "invalid command 'bdist_wheel'" or a failed download.
+_missing = [m for m in ("wheel", "numpy") if importlib.util.find_spec(m) is None]
+if _missing:
+    sys.exit(f"facecluster: error: {sys.executable} has no {' and no '.join(_missing)}; install them into it, "
+             "or make a venv that sees Debian's (python3-numpy, python3-wheel): "
+             "/usr/bin/python3 -m venv --system-site-packages VENV")
 (ROOT / "build").mkdir(exist_ok=True)  # egg_info writes its metadata there, before any build
 
 
