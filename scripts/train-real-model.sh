@@ -77,4 +77,8 @@ for ck in $(ls -v "$out"/work/epoch_*.ckpt); do
     -o "$out/results_${e}_auto" >/dev/null
   score "model $e, calibrated" "$out/results_${e}_auto" >>"$out/summary.tsv"
 done
+# The ceiling for the last epoch's distances: the best of 19 taus with the labels.
+"$fc" -q cluster -f "$val.bin" -d 128 -l "$val.meta" --knn "$out/val_knn.npz" --model "$ck" --tau-range 0.05:0.95:19 \
+  --select-by bcubed -o "$out/results_${e}_best" >/dev/null
+score "model $e, best tau (labels)" "$out/results_${e}_best" >>"$out/summary.tsv"
 column -t -s $'\t' "$out/summary.tsv"

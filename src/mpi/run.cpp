@@ -8,6 +8,7 @@
 #include "components.h"
 #include "facecluster/calibrate.h"
 #include "facecluster/distributed.h"
+#include "facecluster/duplicates.h"
 #include "facecluster/io.h"
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
@@ -373,6 +374,24 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     }
     g = search.finish();
   }
+  // Copies of a face are grouped by the one-process run only (docs/duplicates.md); here they
+  // are at least counted and named, not silently clustered as evidence of each other.
+  int64_t with_copy = 0;
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int j = 0; j < g.k; ++j)
+      if (g.nbr_row(i)[j] >= 0 && g.nbr_row(i)[j] != lo + i && g.dist_row(i)[j] <= kDuplicateDistance) {
+        ++with_copy;
+        break;
+      }
+  with_copy = c.all_reduce(with_copy, MPI_SUM);
+  char limit[32];
+  std::snprintf(limit, sizeof limit, "%g", kDuplicateDistance);
+  const std::string copies_warning =
+      with_copy == 0 ? ""
+                     : std::to_string(with_copy) + " faces have a copy (cosine distance <= " + limit +
+                           "); copies are clustered once only on one process: under mpirun they count as evidence of "
+                           "each other and can split or join clusters; run on one process or remove the copies";
+  if (root && !copies_warning.empty()) log_warn(copies_warning);
   if (!plan.model.empty()) {
     c.stage = "model";
     StageTimer t("learned similarity (this process's rows as anchors, with a halo of features)");
@@ -457,6 +476,7 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
     r.plan.emplace_back("processes", std::to_string(P) + " (MPI; rows split in consecutive slices; halo blocks within " +
                                          std::to_string(plan.halo_mib) + " MiB)");
     r.warnings = plan.warnings;
+    if (!copies_warning.empty()) r.warnings.push_back(copies_warning);
     r.params = params;
     if (plan.calibrate == CalibrateMode::Auto) {
       r.decisions.push_back(cal.decision);
