@@ -8,7 +8,8 @@
 # F of the smallest-size and the sparsest bins. One face model per run (its own embedding space).
 #
 #   scripts/train-real-model.sh mfn128|faceapi128 [PEOPLE] [EPOCHS]
-# Writes save/real_<face>_<people>/ (work/ with checkpoints and train_log.json, results_*/,
+# FC_TRAIN_SETS="--set key=value ..." adds training settings, FC_TAG names their folder.
+# Writes save/real_<face>_<people>[_<tag>]/ (work/ with checkpoints and train_log.json, results_*/,
 # summary.tsv). Seeded and single-threaded per run: the same command gives the same model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ case $face in
   faceapi128) train_src=$data/celebatest/celebatest_dev_faceapi128 val=$data/celeba299/celeba299_faceapi128 ;;
   *) echo "train-real-model: unknown face model $face (mfn128 or faceapi128)" >&2; exit 1 ;;
 esac
-out=save/real_${face}_${people}
+out=save/real_${face}_${people}${FC_TAG:+_$FC_TAG}
 rm -rf "$out"
 mkdir -p "$out"
 /usr/bin/python3 - "$train_src" "$data" "$people" "$out/train" <<'PY'
@@ -54,7 +55,7 @@ PY
   --set test_dataset_args.feature_path="$val.bin" --set test_dataset_args.label_path="$val.meta" \
   --set test_dataset_args.knn_path="$out/val_knn.npz" \
   --set work_dir="$out/work" --set epochs="$epochs" --set inference_interval=1 --set precision=bf16 \
-  --set print_interval=1000
+  --set print_interval=1000 ${FC_TRAIN_SETS:-}
 score() {  # label, results folder: F_P, F_B, F_mean, bin-1 (size) and sparsest-bin BCubed F
   /usr/bin/python3 - "$1" "$2/scores.json" <<'PY'
 import json, sys
