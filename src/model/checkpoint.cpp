@@ -1,5 +1,6 @@
 #include "checkpoint.h"
 
+#include <fstream>
 #include <cstdio>
 #include <filesystem>
 #include <regex>
@@ -93,12 +94,18 @@ void save_checkpoint(const std::string& path, PairNet net, int epoch, const Chec
     a.write("optimizer", o);
   }
   if (extras.with_rng) a.write("rng", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
+  // Through a stream, not the temporary's name: libtorch names the archive's root folder after
+  // the file it writes, and a name with the process id in it would make two runs' files differ.
   write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    FC_CHECK(out, "cannot open " << tmp << " for writing");
     try {
-      a.save_to(tmp);
+      a.save_to(out);
     } catch (const c10::Error& e) {
       FC_FAIL("cannot write checkpoint " << path << ": " << e.what_without_backtrace());
     }
+    out.close();
+    FC_CHECK(out, "cannot write checkpoint " << path << " (disk full or file too large?)");
   });
 }
 
