@@ -27,15 +27,15 @@ class FailedElsewhere : public Error {
   FailedElsewhere() : Error("another process of the run failed") {}
 };
 
-// Raw text made safe for one terminal line: printable ASCII only (others as \xNN), at most
-// ~max_chars characters (then "... (N bytes)"). Binary bytes or a 1 MB line never reach the terminal.
-inline std::string printable(const std::string& s, size_t max_chars = 80) {
+// s with the bytes below 0x20, 0x7f and (unless keep_high) those from 0x80 written as \xNN,
+// cut after ~max_chars characters ("... (N bytes)").
+inline std::string escape_bytes(const std::string& s, size_t max_chars, bool keep_high) {
   static const char* hex = "0123456789abcdef";
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (out.size() >= max_chars) return out + "... (" + std::to_string(s.size()) + " bytes)";
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) {
+    if (c >= 0x20 && c != 0x7f && (keep_high || c < 0x80)) {
       out += static_cast<char>(c);
     } else {
       out += "\\x";
@@ -46,25 +46,15 @@ inline std::string printable(const std::string& s, size_t max_chars = 80) {
   return out;
 }
 
-// Raw input quoted in a message: printable(s) in single quotes.
+// Raw text made safe for one terminal line: printable ASCII only (others as \xNN), at most
+// ~max_chars characters (then "... (N bytes)"). Binary bytes or a 1 MB line never reach the terminal.
+inline std::string printable(const std::string& s, size_t max_chars = 80) { return escape_bytes(s, max_chars, false); }
+
 // A message as one terminal line: control characters (a newline in a file name, say) are
 // written as \xNN, so no input can start a line of its own; other bytes (UTF-8 names) stay.
-inline std::string escape_controls(const std::string& s) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (const char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c != 0x7f) {
-      out += ch;
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+inline std::string escape_controls(const std::string& s) { return escape_bytes(s, std::string::npos, true); }
 
+// Raw input quoted in a message: printable(s) in single quotes.
 inline std::string quote_input(const std::string& s, size_t max_chars = 80) {
   return "'" + printable(s, max_chars) + "'";
 }

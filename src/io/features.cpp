@@ -34,9 +34,9 @@ FeatureLayout bin_layout(const std::string& path, int64_t dim) {
   FC_CHECK(bytes > 0, "features file " << path << " is empty");
   {  // A .npy under another name would read its header as row 0.
     std::ifstream in(path, std::ios::binary);
-    char magic[6] = {};
+    char magic[kNpyMagicBytes] = {};
     in.read(magic, sizeof magic);
-    FC_CHECK(!(in && std::string(magic, 6) == "\x93NUMPY"),
+    FC_CHECK(!(in && std::memcmp(magic, kNpyMagic, kNpyMagicBytes) == 0),
              "features file " << path << " is a .npy file (it starts with the NPY header), not raw float32: name it .npy");
   }
   const int64_t row_bytes = 4 * dim;

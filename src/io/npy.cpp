@@ -30,8 +30,7 @@ std::string dict_value(const std::string& dict, const std::string& key, const st
 }  // namespace
 
 NpyHeader parse_npy_header(const char* bytes, size_t size, const std::string& source) {
-  static const char magic[] = "\x93NUMPY";
-  FC_CHECK(size >= 10 && std::memcmp(bytes, magic, 6) == 0, source << ": not a .npy array (bad magic bytes)");
+  FC_CHECK(size >= 10 && std::memcmp(bytes, kNpyMagic, kNpyMagicBytes) == 0, source << ": not a .npy array (bad magic bytes)");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, pre = 0;
   if (major == 1) {

@@ -7,6 +7,10 @@
 
 namespace facecluster {
 
+// The first bytes of every .npy file.
+constexpr char kNpyMagic[] = "\x93NUMPY";
+constexpr size_t kNpyMagicBytes = sizeof kNpyMagic - 1;
+
 struct NpyHeader {
   char kind = 'f';      // 'f' float, 'i' signed int, 'u' unsigned int
   int word = 4;         // bytes per element

@@ -365,15 +365,15 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     std::vector<NamedPath> inputs = {{"features", p.features}, {"labels", p.labels}, {"model", p.model}};
     if (!cache_is_read && !p.knn_cache.empty()) check_not_an_input(p.knn_cache, inputs);
     if (cache_is_read) inputs.push_back({"kNN cache", p.knn_cache});
-    FC_CHECK(p.knn_cache.empty() || p.out_dir.empty() ||
-                 fs::weakly_canonical(p.out_dir, ec) != fs::weakly_canonical(p.knn_cache, ec),
+    // A cache written by this run would be overwritten by the results a moment later.
+    const fs::path cache = p.knn_cache.empty() ? fs::path() : fs::weakly_canonical(p.knn_cache, ec);
+    FC_CHECK(cache.empty() || p.out_dir.empty() || fs::weakly_canonical(p.out_dir, ec) != cache,
              "kNN cache " << p.knn_cache << " is the results folder (-o) of this run; choose another path for one of them");
     if (!p.out_dir.empty())
       for (const auto& name : result_file_names()) {
         const fs::path result = fs::path(p.out_dir) / name;
         check_not_an_input(result.string(), inputs);
-        // A cache written by this run would be overwritten by the results a moment later.
-        FC_CHECK(p.knn_cache.empty() || fs::weakly_canonical(result, ec) != fs::weakly_canonical(p.knn_cache, ec),
+        FC_CHECK(cache.empty() || fs::weakly_canonical(result, ec) != cache,
                  "kNN cache " << p.knn_cache << " is the results file " << result.string()
                               << " of this run; choose another path for one of them");
       }
