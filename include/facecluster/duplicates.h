@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "facecluster/types.h"
@@ -16,6 +17,17 @@ namespace facecluster {
 // row's worth of signal; two photos of one person sit at 0.1 and more in the face models we
 // know (same-person cosines around 0.6 and 0.94).
 constexpr double kDuplicateDistance = 1e-4;
+// "cosine distance <= 0.0001", for messages.
+std::string copy_distance_text();
+
+// Whether entry a of graph row i, the face with id `self`, is a copy of it.
+inline bool lists_a_copy(const KnnGraph& g, int64_t i, int a, int64_t self) {
+  const int32_t j = g.nbr_row(i)[a];
+  return j >= 0 && j != self && g.dist_row(i)[a] <= kDuplicateDistance;
+}
+
+// How many rows of g (the faces first_row, first_row + 1, ...) list a copy of themselves.
+int64_t rows_with_a_copy(const KnnGraph& g, int64_t first_row = 0);
 
 struct DuplicateGroups {
   std::vector<int64_t> row_of;  // for every input row, the index of its group's row among `kept`

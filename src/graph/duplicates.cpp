@@ -1,6 +1,7 @@
 #include "facecluster/duplicates.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <string_view>
@@ -54,9 +55,8 @@ DuplicateGroups merge_near_duplicates(const DuplicateGroups& groups, const KnnGr
   bool joined = false;
   for (int64_t i = 0; i < g.n; ++i)
     for (int a = 0; a < g.k; ++a) {
-      const int32_t j = g.nbr_row(i)[a];
-      if (j < 0 || j == i || g.dist_row(i)[a] > kDuplicateDistance) continue;
-      const int64_t ri = find_root(parent, i), rj = find_root(parent, j);
+      if (!lists_a_copy(g, i, a, i)) continue;
+      const int64_t ri = find_root(parent, i), rj = find_root(parent, g.nbr_row(i)[a]);
       if (ri != rj) parent[static_cast<size_t>(std::max(ri, rj))] = std::min(ri, rj), joined = true;
     }
   if (!joined) return groups;
@@ -64,6 +64,23 @@ DuplicateGroups merge_near_duplicates(const DuplicateGroups& groups, const KnnGr
   for (size_t i = 0; i < root.size(); ++i)
     root[i] = groups.kept[static_cast<size_t>(find_root(parent, groups.row_of[i]))];
   return groups_from_roots(root);
+}
+
+std::string copy_distance_text() {
+  char text[48];
+  std::snprintf(text, sizeof text, "cosine distance <= %g", kDuplicateDistance);
+  return text;
+}
+
+int64_t rows_with_a_copy(const KnnGraph& g, int64_t first_row) {
+  int64_t rows = 0;
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int a = 0; a < g.k; ++a)
+      if (lists_a_copy(g, i, a, first_row + i)) {
+        ++rows;
+        break;
+      }
+  return rows;
 }
 
 Matrix kept_rows(const Matrix& x, const DuplicateGroups& groups) {

@@ -376,22 +376,12 @@ ClusterReport run(const RunPlan& plan, Comm& c) {
   }
   // Copies of a face are grouped by the one-process run only (docs/duplicates.md); here they
   // are at least counted and named, not silently clustered as evidence of each other.
-  int64_t with_copy = 0;
-  for (int64_t i = 0; i < g.n; ++i)
-    for (int j = 0; j < g.k; ++j)
-      if (g.nbr_row(i)[j] >= 0 && g.nbr_row(i)[j] != lo + i && g.dist_row(i)[j] <= kDuplicateDistance) {
-        ++with_copy;
-        break;
-      }
-  with_copy = c.all_reduce(with_copy, MPI_SUM);
-  char limit[32];
-  std::snprintf(limit, sizeof limit, "%g", kDuplicateDistance);
+  const int64_t with_copy = c.all_reduce(rows_with_a_copy(g, lo), MPI_SUM);
   const std::string copies_warning =
       with_copy == 0 ? ""
-                     : std::to_string(with_copy) + " faces have a copy (cosine distance <= " + limit +
+                     : std::to_string(with_copy) + " faces have a copy (" + copy_distance_text() +
                            "); copies are clustered once only on one process: under mpirun they count as evidence of "
                            "each other and can split or join clusters; run on one process or remove the copies";
-  if (root && !copies_warning.empty()) log_warn(copies_warning);
   if (!plan.model.empty()) {
     c.stage = "model";
     StageTimer t("learned similarity (this process's rows as anchors, with a halo of features)");

@@ -35,12 +35,13 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt,
     StageTimer t("validate graph");
     validate_graph(g, "kNN graph");
   }
-  if (plan.calibrate == CalibrateMode::Auto && neighbour_pairs(g) < kMinCalibrationPairs) {
+  if (const int64_t pairs = plan.calibrate == CalibrateMode::Auto ? neighbour_pairs(g) : kMinCalibrationPairs;
+      pairs < kMinCalibrationPairs) {
     // Nothing to fit a pair mixture on (a handful of distinct faces): the release's constants.
     RunPlan fixed = plan;
     fixed.calibrate = CalibrateMode::Off;
     if (fixed.tau_automatic) fixed.tau_automatic = false, fixed.taus = {ClusterArgs{}.tau_start};
-    const std::string note = "only " + std::to_string(neighbour_pairs(g)) + " neighbour pairs among " +
+    const std::string note = "only " + std::to_string(pairs) + " neighbour pairs among " +
                              std::to_string(g.n) + " distinct faces, too few to calibrate on (" +
                              std::to_string(kMinCalibrationPairs) + " needed): cosine distances and the release's constants";
     ClusterReport r = cluster_graph(fixed, std::move(g), gt, copies);
@@ -191,17 +192,11 @@ namespace {
 // The copies among the rows (identical rows first, then rows the graph finds within
 // kDuplicateDistance) and the graph of the distinct rows.
 KnnGraph distinct_graph(const RunPlan& plan, const Matrix& x, DuplicateGroups& copies) {
-  auto say = [&](const char* what) {
-    log_info("  " + std::to_string(copies.copies()) + " of " + std::to_string(x.rows) + " faces are copies of another (" +
-             what + "): each group is clustered once, as its first face");
-  };
   copies = identical_rows(x);
-  if (copies.any()) say("identical rows");
   KnnGraph g = knn_graph_for(plan, x, copies.any() ? &copies : nullptr);
   DuplicateGroups merged = merge_near_duplicates(copies, g);
   if (merged.kept.size() != copies.kept.size()) {
     copies = std::move(merged);
-    say("identical, or within cosine distance 1e-4");
     StageTimer t("kNN graph of the distinct faces");
     g = build_knn(kept_rows(x, copies), plan.knn);
   }
@@ -236,7 +231,8 @@ ClusterReport run_pipeline(const RunPlan& plan, const PipelineInput& in, const S
   ClusterReport r = cluster_graph(plan, std::move(g), in.labels, copies.any() ? &copies : nullptr);
   if (copies.any())
     r.decisions.push_back(std::to_string(copies.copies()) + " of " + std::to_string(copies.row_of.size()) +
-                      " faces are copies of another: each was clustered once and its copies share its label");
+                          " faces are copies of another (identical, or within " + copy_distance_text() +
+                          "): each was clustered once and its copies share its label");
   if (in.labels) {
     StageTimer t("hard-cluster bins");
     r.true_sizes = class_sizes(*in.labels);
