@@ -3,7 +3,6 @@ cmake --install into the interpreter the build was configured for, at the place 
 import os
 import re
 import subprocess
-import sys
 
 from conftest import BUILD, ROOT
 
