@@ -91,6 +91,9 @@ class SameProbability {
   double operator()(double s) const;
   // The similarity where P(same) crosses 0.5.
   double threshold() const { return threshold_; }
+  // The range of similarities the table spans (values outside read its ends).
+  double lo() const { return lo_; }
+  double hi() const { return hi_; }
 
  private:
   double lo_ = 0, hi_ = 1;
@@ -167,6 +170,19 @@ double expected_root_weight_distance(double p_same, double sigma);
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row = 0);
 // The same, in place (no second n x k copy at MS1M scale).
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row = 0);
+
+// What apply_calibration needs of a Calibration, kept by an incremental clustering to calibrate
+// the lists of faces added later as the first run calibrated its own: the same-person mixture
+// over similarity and the range P(same) was tabulated over, the order term, and the graph
+// parameters. calibration_from_map gives back a Calibration that maps distances bit for bit as
+// the original did (the rest of it, the sampled pairs and the fit's notes, stays empty).
+struct DistanceMap {
+  Mixture similarity;
+  double lo = 0, hi = 1, order_weight = 0, order_scale = 1;
+  GraphParams params;
+};
+DistanceMap distance_map(const Calibration& c);
+Calibration calibration_from_map(const DistanceMap& m);
 
 // The linking threshold by maximum likelihood: of the clusterings the links give at tau = 0.005,
 // 0.010, ..., 0.995, the one under which the sampled pairs' calibrated same-person probabilities

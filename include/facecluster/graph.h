@@ -117,4 +117,13 @@ struct GraphResult {
 };
 GraphResult run_graph_stage(const KnnGraph& g, const GraphParams& p);
 
+// The graph stage of a graph that grew (rows added at the end) and whose rows `changed` (the
+// new rows need not be listed) have other lists or distances than the graph r was computed on:
+// r becomes run_graph_stage(g, p), bit for bit. One-step density is recomputed in one pass over
+// the lists (O(N k), a small share of the stage); TPDi and parents only for the rows that can
+// change: those that changed or whose density did, and the rows that name one of them. Full
+// NDDE moves every density: the whole stage runs again. Returns the rows recomputed, ascending.
+std::vector<int64_t> update_graph_stage(const KnnGraph& g, const std::vector<int64_t>& changed, const GraphParams& p,
+                                        GraphResult& r);
+
 }  // namespace facecluster

@@ -72,6 +72,14 @@ struct NamedPath {
 };
 void check_not_an_input(const std::string& output, const std::vector<NamedPath>& inputs);
 
+// A numpy array of float, double, int32_t or int64_t (the files of an incremental clustering's
+// state), written in place (the caller makes the set appear at once). The reader checks the
+// dtype, the size and each dimension of `shape` that is >= 0 (any number of dimensions when
+// `shape` is empty), names the file in every message, and returns the shape in `shape`.
+template <class T>
+void write_npy_array(const std::string& path, const T* values, const std::vector<int64_t>& shape);
+template <class T>
+std::vector<T> read_npy_array(const std::string& path, std::vector<int64_t>& shape);
 // Text output helpers (atomic).
 void write_text_file(const std::string& path, const std::string& content);
 std::string read_text_file(const std::string& path);

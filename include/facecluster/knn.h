@@ -88,6 +88,21 @@ class ShardedKnn {
   std::vector<int64_t> ids_;  // -1: none yet
 };
 
+// Rows added to a kNN graph as exact search (build_knn, flat) lists them in the grown set:
+// `added` holds the new rows' lists (ids old_rows.rows, old_rows.rows + 1, ...; over old and new
+// rows), `changed` the old rows whose lists take in new rows (ascending) and `changed_lists`
+// their lists. An old row whose list came from an approximate index keeps its entries and takes
+// in the new rows that rank among them. Costs (old + new rows) x new rows x dim multiply-adds.
+struct KnnExtension {
+  KnnGraph added;
+  std::vector<int64_t> changed;
+  KnnGraph changed_lists;
+};
+// g: the lists of old_rows (k = g.k, kept); all rows normalised.
+KnnExtension extend_knn(const KnnGraph& g, const Matrix& old_rows, const Matrix& new_rows);
+// g grows by the extension's rows and takes its changed lists.
+void apply_extension(KnnGraph& g, const KnnExtension& e);
+
 // Exact kNN as libtorch matrix products on `device` (cpu, cuda, cuda:N, auto): rows in chunks
 // against all rows, top k + a margin per row, the k best by (inner product, smaller id) as
 // build_knn keeps them; with bf16 the candidates come from bf16 products (a wider margin) and

@@ -61,6 +61,7 @@ struct PlanRequest {
 
   std::optional<int64_t> bins, threads;
   std::optional<int64_t> halo_mib;  // under mpirun: memory for the rows other processes hold
+  std::optional<std::string> state_dir;  // --save-state: keep what adding faces later needs
 };
 
 constexpr int kDefaultBins = 5;
@@ -93,6 +94,7 @@ struct RunPlan {
   int64_t halo_mib = kDefaultHaloMib;
   int threads = 1;            // resolved: never 0
   std::string out_dir;        // "" = nothing written
+  std::string state_dir;      // "" = no state kept; else a new state folder (incremental.h)
   bool create_out_parents = false;  // work_dir/results: its folders are made as needed
   std::vector<std::string> warnings;
 };

@@ -3,10 +3,13 @@
 // self-contained page with inline SVG charts for a person who would rather look than read.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "facecluster/calibrate.h"
+#include "facecluster/duplicates.h"
 #include "facecluster/graph.h"
 #include "facecluster/metrics.h"
 #include "facecluster/types.h"
@@ -28,6 +31,19 @@ struct LinkSummary {
 };
 LinkSummary summarize_links(const Links& links);
 
+// A cluster of an earlier clustering that adding faces changed (incremental.h). Merged: the
+// earlier clusters `others` are now all in cluster `id` (their ids are gone). Split: the faces
+// of earlier cluster `id` are now in the clusters `others` (ascending; `id` among them when it
+// kept its id).
+struct ClusterChange {
+  enum class Kind { Merged, Split };
+  Kind kind = Kind::Merged;
+  int64_t id = 0;
+  std::vector<int64_t> others;
+};
+// "clusters 40 and 41 merged into 12", "cluster 7 split into 7 and 3051".
+std::string describe_change(const ClusterChange& c);
+
 struct ClusterReport {
   std::vector<std::pair<std::string, std::string>> plan;  // describe_plan()
   std::vector<std::string> warnings;  // config keys without effect, and the like
@@ -44,6 +60,11 @@ struct ClusterReport {
   std::vector<int64_t> true_sizes;    // sizes of the true identities (scored runs)
   std::vector<BinScores> size_bins, sparsity_bins;
   KnnGraph graph;                     // the graph that was linked (learned distances with a model); not rendered
+  // What adding faces later needs (incremental.h); not rendered.
+  DuplicateGroups copies;             // empty when every face is distinct
+  std::optional<DistanceMap> calibration;  // when the distances were calibrated
+  // After adding faces: the earlier clusters the addition merged or split (rendered).
+  std::vector<ClusterChange> changes;
 
   double chosen_tau() const { return sweep.empty() ? 0.0 : sweep[chosen].tau; }
 };

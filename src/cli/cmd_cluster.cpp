@@ -24,6 +24,7 @@ void run_and_print(Job job, const PlanRequest& req) {
 #ifdef FC_WITH_MPI
   // Under mpirun every process runs its share; process 0 holds the report and prints it.
   const bool distributed = mpi_active();
+  FC_CHECK(!distributed || plan.state_dir.empty(), "--save-state runs in one process, not under mpirun");
   const ClusterReport r = distributed ? run_plan_distributed(plan) : run_plan(plan);
   if (distributed && mpi_rank() != 0) return;
 #else
@@ -51,6 +52,9 @@ std::function<void()> add_cluster(CLI::App& app) {
                   "under mpirun: memory per process for the neighbour rows other processes hold (their lists for "
                   "linking, their features for --model), fetched in blocks of rows that fit it (default 2048)");
   cmd->add_flag("--no-tpdi", f->no_tpdi, "link by the graph distance instead of TPDi");
+  cmd->add_option("--save-state", r.state_dir,
+                  "keep what adding faces later needs in this folder (a new one): `facecluster add --state DIR` "
+                  "(docs/incremental.md)");
   cmd->add_option("--model", r.model,
                   "learned similarity: a checkpoint or model file from `facecluster train`, or 'default' (the shipped model)");
   add_cluster_flags(cmd, *f);

@@ -13,6 +13,7 @@ std::function<void()> add_evaluate(CLI::App& app);
 std::function<void()> add_knn(CLI::App& app);
 std::function<void()> add_cluster(CLI::App& app);
 std::function<void()> add_demo(CLI::App& app);
+std::function<void()> add_add(CLI::App& app);
 #ifdef FC_WITH_TORCH
 std::function<void()> add_train(CLI::App& app);
 std::function<void()> add_eval(CLI::App& app);

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "no stage log lines");
   std::map<CLI::App*, std::function<void()>> runs;
   using namespace facecluster::cli;
-  std::vector<std::function<void()> (*)(CLI::App&)> adders{add_synth, add_evaluate, add_knn, add_cluster, add_demo};
+  std::vector<std::function<void()> (*)(CLI::App&)> adders{add_synth, add_evaluate, add_knn, add_cluster, add_add, add_demo};
 #ifdef FC_WITH_TORCH
   adders.push_back(add_train);
   adders.push_back(add_eval);

@@ -593,6 +593,27 @@ struct ExpectedRootWeight {
 
 double expected_root_weight_distance(double p_same, double sigma) { return ExpectedRootWeight(sigma).distance(p_same); }
 
+DistanceMap distance_map(const Calibration& c) {
+  DistanceMap m;
+  m.similarity = c.fit.similarity;
+  m.lo = c.same.lo();
+  m.hi = c.same.hi();
+  m.order_weight = c.order_weight;
+  m.order_scale = c.order_scale;
+  m.params = c.params;
+  return m;
+}
+
+Calibration calibration_from_map(const DistanceMap& m) {
+  Calibration c;
+  c.fit.similarity = m.similarity;
+  c.same = SameProbability(m.similarity, m.lo, m.hi);
+  c.order_weight = m.order_weight;
+  c.order_scale = m.order_scale;
+  c.params = m.params;
+  return c;
+}
+
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
   const ExpectedRootWeight root_weight(c.params.tpdi_sigma);
 #pragma omp parallel for schedule(static) if (g.n > 5000)

@@ -4,6 +4,7 @@
 // (memory-bound), each list is multiplied, in one matrix product, by all the rows that probe it,
 // and every row keeps a heap of its k best across the lists it probes.
 #include "bf16.h"
+#include "blas.h"
 #include "blocked.h"
 #include "rows.h"
 
@@ -56,14 +57,6 @@ ByList group_by_list(int64_t n, int64_t nlist, const ListsOf& lists_of) {
   for (int64_t i = 0; i < n; ++i) lists_of(i, [&](int64_t l) { g.rows[fill[l]++] = static_cast<int32_t>(i); });
   return g;
 }
-
-// The blocked products run one per OpenMP thread: OpenBLAS single-threaded meanwhile (its own
-// threads competing against OpenMP's made the products 2.1x slower).
-struct SingleThreadedBlas {
-  int saved = openblas_get_num_threads();
-  SingleThreadedBlas() { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(saved); }
-};
 
 // Past this many lists the two-level quantizer replaces the flat k-means and assignment, which
 // grow with rows x lists (rows^2 / 256) while the products grow with rows. The flat one finds

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "facecluster/error.h"
+#include "facecluster/incremental.h"
 #include "facecluster/io.h"
 #include "facecluster/report.h"
 #include "facecluster/log.h"
@@ -353,6 +354,21 @@ RunPlan resolve_plan(Job job, const PlanRequest& req) {
     check_writable_target(p.out_dir, "results to", default_out);
   }
 
+  // A state for adding faces later (incremental.h): a folder of its own, not holding one yet.
+  FC_CHECK(!req.state_dir || !req.state_dir->empty(), "the state folder (--save-state) is an empty path; name a folder");
+  p.state_dir = pick(req.state_dir, std::string());
+  if (!p.state_dir.empty()) {
+    FC_CHECK(job == Job::Cluster, "--save-state is for `facecluster cluster`");
+    FC_CHECK(p.model.empty(), "--save-state: adding faces to a clustering made with a learned similarity (--model) is not "
+                              "supported yet; cluster without --model to keep a state");
+    std::error_code ec;
+    if (fs::exists(p.state_dir, ec)) FC_CHECK(fs::is_directory(p.state_dir, ec), "state folder (--save-state) " << p.state_dir << " exists and is not a folder");
+    FC_CHECK(!holds_state(p.state_dir), "state folder (--save-state) " << p.state_dir
+                                            << " already holds a clustering state; add faces to it with `facecluster add --state "
+                                            << p.state_dir << "`, or remove it to start over");
+    check_writable_target(p.state_dir, "the state to", false);
+  }
+
   if (p.knn.index == KnnIndex::Hnsw && p.threads > 1)
     p.warnings.push_back("hnsw with " + std::to_string(p.threads) +
                          " threads inserts in a different order each run, so the graph and the labels can differ "
@@ -429,6 +445,7 @@ std::vector<std::pair<std::string, std::string>> describe_plan(const RunPlan& p)
               ", best by " + select_by_name(p.select_by);
   d.emplace_back("tau", taus);
   d.emplace_back("threads", std::to_string(p.threads));
+  if (!p.state_dir.empty()) d.emplace_back("state", p.state_dir + " (for adding faces later)");
   return d;
 }
 

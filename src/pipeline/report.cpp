@@ -292,12 +292,36 @@ LinkSummary summarize_links(const Links& links) {
   return s;
 }
 
+std::string describe_change(const ClusterChange& c) {
+  std::ostringstream out;
+  auto list = [&](const std::vector<int64_t>& ids) {
+    for (size_t i = 0; i < ids.size(); ++i) out << (i == 0 ? "" : i + 1 == ids.size() ? " and " : ", ") << ids[i];
+  };
+  if (c.kind == ClusterChange::Kind::Merged) {
+    out << (c.others.size() == 1 ? "cluster " : "clusters ");
+    list(c.others);
+    out << " merged into " << c.id;
+  } else {
+    out << "cluster " << c.id << " split into ";
+    list(c.others);
+  }
+  return out.str();
+}
+
+namespace {
+// The changes an addition made, at most this many on the terminal (all in scores.json and the report).
+constexpr size_t kChangesShown = 20;
+}  // namespace
+
 std::string render_text(const ClusterReport& r) {
   std::ostringstream out;
   out << "plan\n";
   for (const auto& [k, v] : r.plan) out << "  " << k << ": " << v << "\n";
   for (const auto& w : r.warnings) out << "warning: " << w << "\n";
   for (const auto& line : r.decisions) out << "auto: " << line << "\n";
+  if (!r.changes.empty()) out << "changes to earlier clusters (" << r.changes.size() << ")\n";
+  for (size_t i = 0; i < r.changes.size() && i < kChangesShown; ++i) out << "  " << describe_change(r.changes[i]) << "\n";
+  if (r.changes.size() > kChangesShown) out << "  ... " << r.changes.size() - kChangesShown << " more in scores.json\n";
   char buf[256];
   out << "tau sweep (" << r.sweep.size() << " value" << (r.sweep.size() == 1 ? "" : "s") << ")\n";
   std::snprintf(buf, sizeof buf, "  %-8s %10s %8s %8s %8s %8s\n", "tau", "clusters", "F_P", "F_B", "NMI", "");
@@ -331,6 +355,14 @@ std::string render_json(const ClusterReport& r) {
   for (size_t i = 0; i < r.decisions.size(); ++i) out << (i ? ", " : "") << json_string(r.decisions[i]);
   out << "], \"notes\": [";
   for (size_t i = 0; i < r.notes.size(); ++i) out << (i ? ", " : "") << json_string(r.notes[i]);
+  out << "], \"changes\": [";
+  for (size_t i = 0; i < r.changes.size(); ++i) {
+    const ClusterChange& c = r.changes[i];
+    out << (i ? ", " : "") << "{\"kind\": \"" << (c.kind == ClusterChange::Kind::Merged ? "merged" : "split")
+        << "\", \"id\": " << c.id << ", \"others\": [";
+    for (size_t j = 0; j < c.others.size(); ++j) out << (j ? ", " : "") << c.others[j];
+    out << "], \"text\": " << json_string(describe_change(c)) << "}";
+  }
   const auto& p = r.params;
   char buf[512];
   std::snprintf(buf, sizeof buf,
@@ -383,6 +415,11 @@ std::string render_html(const ClusterReport& r) {
   out << ".</p>\n";
   for (const auto& w : r.warnings) out << "<p class=\"warn\">warning: " << html_escape(w) << "</p>\n";
   for (const auto& n : r.decisions) out << "<p class=\"note\">auto: " << html_escape(n) << "</p>\n";
+  if (!r.changes.empty()) {
+    out << "<h2>Changes to earlier clusters</h2>\n<ul>";
+    for (const auto& c : r.changes) out << "<li>" << html_escape(describe_change(c)) << "</li>";
+    out << "</ul>\n";
+  }
   out << "<h2>Charts</h2>\n" << chart_clusters_by_tau(r) << chart_scores_by_tau(r) << chart_link_histogram(r)
       << chart_cluster_sizes(r) << chart_bins(r.size_bins, "Hard clusters: F by identity size")
       << chart_bins(r.sparsity_bins, "Hard clusters: F by identity sparsity");

@@ -5,6 +5,7 @@
 
 #include "facecluster/calibrate.h"
 #include "facecluster/error.h"
+#include "facecluster/incremental.h"
 #include "facecluster/io.h"
 #include "facecluster/log.h"
 #include "facecluster/pipeline.h"
@@ -62,6 +63,7 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt,
     own_dists = g.dists;
     calibrate_distances(g, cal);
     r.params = cal.params;
+    r.calibration = distance_map(cal);
     r.decisions.push_back(cal.decision);
     r.notes = cal.notes;
   }
@@ -71,6 +73,7 @@ ClusterReport cluster_graph(const RunPlan& plan, KnnGraph&& g, const Labels* gt,
   if (plan.calibrate == CalibrateMode::Auto) g.dists = std::move(own_dists);
   r.graph = std::move(g);
   cut_and_score(plan, cal, gt, r, copies);
+  if (copies) r.copies = *copies;
   return r;
 }
 
@@ -284,6 +287,7 @@ ClusterReport run_plan(const RunPlan& plan) {
     StageTimer t("write results to " + plan.out_dir);
     write_results(plan.out_dir, r, plan.create_out_parents);
   }
+  if (!plan.state_dir.empty()) save_state(plan.state_dir, state_from_run(plan, x, r, in.labels), true);
   return r;
 }
 

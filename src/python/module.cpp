@@ -8,6 +8,7 @@
 
 #include "facecluster/build_info.h"
 #include "facecluster/error.h"
+#include "facecluster/incremental.h"
 #include "facecluster/io.h"
 #include "facecluster/knn.h"
 #include "facecluster/log.h"
@@ -149,6 +150,23 @@ RunPlan plan_from(const py::dict& params) {
   return resolve_plan(Job::Cluster, req);
 }
 
+I64 int64_array(const std::vector<int64_t>& v) {
+  I64 a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+py::array_t<double> double_array(const std::vector<double>& v) {
+  py::array_t<double> a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+// A result of adding faces, as the run's tuple has it: (report JSON, labels, density, HTML).
+py::tuple report_tuple(const ClusterReport& r) {
+  return py::make_tuple(render_json(r), int64_array(r.labels), double_array(r.density), render_html(r));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -247,6 +265,8 @@ PYBIND11_MODULE(_core, m) {
           in.labels = &truth;
         }
         ClusterReport r;
+        // What partial_fit needs: kept for runs on features without a model.
+        std::unique_ptr<ClusterState> state;
         {
           py::gil_scoped_release release;
           if (view.rows > 0) {
@@ -257,14 +277,58 @@ PYBIND11_MODULE(_core, m) {
             throw Error("y has " + std::to_string(truth.size()) + " labels but there are " +
                         std::to_string(in.graph ? given.n : x.rows) + " faces");
           r = run_pipeline(plan, in);
+          if (in.features && !in.graph && plan.model.empty())
+            state = std::make_unique<ClusterState>(state_from_run(plan, x, r, in.labels));
         }
-        I64 labels(static_cast<py::ssize_t>(r.labels.size()));
-        std::copy(r.labels.begin(), r.labels.end(), labels.mutable_data());
-        py::array_t<double> dens(static_cast<py::ssize_t>(r.density.size()));
-        std::copy(r.density.begin(), r.density.end(), dens.mutable_data());
-        return py::make_tuple(render_json(r), labels, dens, graph_to_arrays(r.graph), render_html(r));
+        py::object kept = state ? py::cast(std::move(state)) : py::none();
+        return py::make_tuple(render_json(r), int64_array(r.labels), double_array(r.density), graph_to_arrays(r.graph),
+                              render_html(r), kept);
       },
       py::arg("features"), py::arg("nbrs"), py::arg("dists"), py::arg("gt"), py::arg("params"));
+
+  py::class_<ClusterState>(m, "State", "what adding faces to a clustering needs (incremental.h)")
+      .def_property_readonly("faces", &ClusterState::faces)
+      .def_property_readonly("dim", [](const ClusterState& s) { return s.dim; })
+      .def_property_readonly("tau", [](const ClusterState& s) { return s.tau; })
+      .def("labels", [](const ClusterState& s) { return int64_array(s.labels()); })
+      .def("density", [](const ClusterState& s) {
+        std::vector<double> d(s.row_of.size());
+        for (size_t i = 0; i < d.size(); ++i) d[i] = s.density[static_cast<size_t>(s.row_of[i])];
+        return double_array(d);
+      })
+      .def(
+          "add",
+          [](ClusterState& s, const py::array& features, py::object gt) {
+            const Matrix view = features_view(features, "X_new");
+            Labels truth;
+            if (!gt.is_none()) truth = labels_from(gt.cast<py::array>(), "y");
+            ClusterReport r;
+            {
+              py::gil_scoped_release release;
+              Matrix x(view.rows, view.cols);
+              std::copy(view.row(0), view.row(0) + view.rows * view.cols, x.data.begin());
+              // On failure the state is left as it was: the addition works on a copy.
+              ClusterState grown = s;
+              r = add_faces(grown, std::move(x), gt.is_none() ? nullptr : &truth, "X_new");
+              s = std::move(grown);
+            }
+            return report_tuple(r);
+          },
+          py::arg("features"), py::arg("gt"))
+      .def(
+          "save",
+          [](const ClusterState& s, const std::string& dir) {
+            py::gil_scoped_release release;
+            save_state(dir, s, !holds_state(dir));
+          },
+          py::arg("dir"));
+  m.def(
+      "load_state",
+      [](const std::string& dir) {
+        py::gil_scoped_release release;
+        return std::make_unique<ClusterState>(load_state(dir));
+      },
+      py::arg("dir"));
 
   m.def(
       "evaluate",

@@ -54,6 +54,13 @@ class FaceClusterer:
     knn_ ((nbrs, dists): the graph that was linked, learned distances with a model).
     save_report(path) writes the HTML report.
 
+    Adding faces later (docs/incremental.md): partial_fit(X_new, y=None) adds faces to the
+    clustering of the last fit: labels_ then covers every face so far (the fitted ones first, then
+    each batch in order), cluster ids survive, and changes_ lists the earlier clusters the batch
+    merged or split. save_state(path) keeps the clustering in a folder (what `facecluster cluster
+    --save-state` writes), FaceClusterer.load_state(path) reads it back (also one the CLI's `add`
+    grew). Kept for fits on X without a model.
+
     model: None (training-free, cosine distances), "default" (the shipped model) or a model file.
     calibrate: None chooses "auto" without a model and "off" with one.
     """
@@ -90,15 +97,62 @@ class FaceClusterer:
             y = np.asarray(y)
             if y.dtype.kind not in "iu":
                 raise TypeError(f"y must hold integer labels, got dtype {y.dtype}")
-        report, labels, density, graph, html = _core.run(X, nbrs, dists, y, self.get_params())
+        report, labels, density, graph, html, state = _core.run(X, nbrs, dists, y, self.get_params())
+        self._take(report, labels, density, html)
+        self.knn_ = graph
+        self._state = state
+        return self
+
+    def _take(self, report, labels, density, html):
         self.report_ = json.loads(report)
         self.labels_ = labels
         self.density_ = density
         self.tau_ = self.report_["chosen_tau"]
         self.decisions_ = list(self.report_["decisions"])
         self.notes_ = list(self.report_["notes"])
-        self.knn_ = graph
+        self.changes_ = list(self.report_["changes"])
         self._html = html
+
+    def partial_fit(self, X_new, y=None):
+        """Add faces (M, D) to the clustering of the last fit or load_state; returns self.
+
+        New faces get their neighbours among all faces so far; the rows whose lists they enter
+        are updated, the calibration and tau stay the first fit's. labels_ covers every face so
+        far; ids of clusters the batch did not merge or split stay; changes_ lists those it did
+        (dicts: kind "merged" or "split", id, others, text). y: the batch's true labels (scored
+        with the earlier ones when every batch had them). On an error nothing changes.
+        """
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise RuntimeError("partial_fit: no clustering to add to; call fit(X) first (on features, without a "
+                               "model) or FaceClusterer.load_state(path)")
+        if y is not None:
+            y = np.asarray(y)
+            if y.dtype.kind not in "iu":
+                raise TypeError(f"y must hold integer labels, got dtype {y.dtype}")
+        self._take(*state.add(X_new, y))
+        return self
+
+    def save_state(self, path):
+        """Keep the clustering in folder `path` for adding faces later (here or with `facecluster add`).
+
+        A folder that holds a state already is replaced by this one in one step (a kill leaves
+        the old or the new one); any other existing folder gets the state beside its files.
+        """
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise RuntimeError("save_state: nothing to keep; call fit(X) first (on features, without a model)")
+        state.save(os.fspath(path))
+
+    @classmethod
+    def load_state(cls, path):
+        """A FaceClusterer holding the clustering kept in folder `path`: labels_, density_ and
+        tau_ of every face so far, ready for partial_fit."""
+        self = cls()
+        self._state = _core.load_state(os.fspath(path))
+        self.labels_ = self._state.labels()
+        self.density_ = self._state.density()
+        self.tau_ = self._state.tau
         return self
 
     def fit_predict(self, X=None, y=None, **kw):

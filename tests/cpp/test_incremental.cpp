@@ -1,0 +1,385 @@
+// Adding faces to a clustering (issue 41): the kNN lists and graph-stage values after an addition
+// are those of a run on all faces from scratch; a plan without approximate choices (flat index,
+// no calibration, a fixed tau) gives the same partition; ids of untouched clusters survive; the
+// state folder round-trips, is replaced in one step, and refuses what does not fit it.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "facecluster/graph.h"
+#include "facecluster/incremental.h"
+#include "facecluster/io.h"
+#include "facecluster/knn.h"
+#include "facecluster/pipeline.h"
+#include "facecluster/plan.h"
+#include "facecluster/synth.h"
+#include "helpers.h"
+
+using namespace facecluster;
+namespace fs = std::filesystem;
+
+namespace {
+
+SynthData faces(int64_t n, uint64_t seed, int64_t dim = 48) {
+  SynthOptions o;
+  o.n = n;
+  o.dim = dim;
+  o.seed = seed;
+  return make_synthetic(o);
+}
+
+Matrix rows(const Matrix& x, int64_t first, int64_t count) {
+  Matrix m(count, x.cols);
+  std::copy(x.row(first), x.row(first) + count * x.cols, m.data.begin());
+  return m;
+}
+
+Labels labels_of(const Labels& l, int64_t first, int64_t count) { return Labels(l.begin() + first, l.begin() + first + count); }
+
+Matrix unit(Matrix x) {
+  normalize_rows(x, "test");
+  return x;
+}
+
+// The exact plan: flat search, cosine distances, one fixed tau.
+RunPlan exact_plan(int k = 20, double tau = 0.6) {
+  PlanRequest r;
+  r.features_in_memory = true;
+  r.calibrate = "off";
+  r.taus = std::vector<double>{tau};
+  r.k = k;
+  r.index = "flat";
+  return resolve_plan(Job::Cluster, r);
+}
+
+RunPlan default_plan(int k = 20) {
+  PlanRequest r;
+  r.features_in_memory = true;
+  r.k = k;
+  r.index = "flat";
+  return resolve_plan(Job::Cluster, r);
+}
+
+ClusterReport run(const RunPlan& plan, const Matrix& x, const Labels* gt = nullptr) {
+  PipelineInput in;
+  in.features = &x;
+  in.labels = gt;
+  return run_pipeline(plan, in, SimilarityStage{});
+}
+
+ClusterState first_state(const RunPlan& plan, const Matrix& x, const Labels* gt = nullptr) {
+  const ClusterReport r = run(plan, x, gt);
+  return state_from_run(plan, x, r, gt);
+}
+
+// Labels as a partition: each label replaced by the order of its first appearance.
+Labels canonical(const Labels& l) {
+  std::map<int64_t, int64_t> first;
+  Labels out(l.size());
+  for (size_t i = 0; i < l.size(); ++i) out[i] = first.emplace(l[i], static_cast<int64_t>(first.size())).first->second;
+  return out;
+}
+
+TEST(ExtendKnn, GivesTheListsOfExactSearchOverAllRows) {
+  const SynthData d = faces(1500, 3);
+  const Matrix x = unit(d.features);
+  const int k = 25;
+  KnnOptions o;
+  o.k = k;
+  o.index = KnnIndex::Flat;
+  const Matrix old_rows = rows(x, 0, 1200), new_rows = rows(x, 1200, 300);
+  KnnGraph g = build_knn(old_rows, o);
+  const KnnGraph before = g;
+  const KnnExtension e = extend_knn(g, old_rows, new_rows);
+  apply_extension(g, e);
+  const KnnGraph expected = brute_force_knn(x, k);
+  ASSERT_EQ(g.n, expected.n);
+  EXPECT_EQ(g.nbrs, expected.nbrs);
+  for (size_t i = 0; i < g.dists.size(); ++i) ASSERT_NEAR(g.dists[i], expected.dists[i], 1e-6) << "entry " << i;
+  // `changed` is exactly the old rows whose lists differ.
+  std::set<int64_t> differ;
+  for (int64_t i = 0; i < before.n; ++i)
+    if (!std::equal(before.nbr_row(i), before.nbr_row(i) + k, g.nbr_row(i))) differ.insert(i);
+  EXPECT_EQ(std::set<int64_t>(e.changed.begin(), e.changed.end()), differ);
+  EXPECT_FALSE(differ.empty());
+}
+
+TEST(ExtendKnn, ListsFlatSearchGivesBitForBit) {
+  const SynthData d = faces(900, 5);
+  const Matrix x = unit(d.features);
+  KnnOptions o;
+  o.k = 30;
+  o.index = KnnIndex::Flat;
+  KnnGraph g = build_knn(rows(x, 0, 700), o);
+  apply_extension(g, extend_knn(g, rows(x, 0, 700), rows(x, 700, 200)));
+  const KnnGraph whole = build_knn(x, o);
+  EXPECT_EQ(g.nbrs, whole.nbrs);
+  EXPECT_EQ(g.dists, whole.dists);
+}
+
+TEST(UpdateGraphStage, EqualsTheWholeStageBitForBit) {
+  const SynthData d = faces(1200, 7);
+  const Matrix x = unit(d.features);
+  KnnOptions o;
+  o.k = 20;
+  o.index = KnnIndex::Flat;
+  for (const bool tpdi : {true, false}) {
+    GraphParams p;
+    p.use_tpdi = tpdi;
+    p.max_conn = 2;
+    KnnGraph g = build_knn(rows(x, 0, 1000), o);
+    GraphResult r = run_graph_stage(g, p);
+    const KnnExtension e = extend_knn(g, rows(x, 0, 1000), rows(x, 1000, 200));
+    apply_extension(g, e);
+    const std::vector<int64_t> recomputed = update_graph_stage(g, e.changed, p, r);
+    const GraphResult whole = run_graph_stage(g, p);
+    EXPECT_EQ(r.density, whole.density);
+    EXPECT_EQ(r.links.parent, whole.links.parent);
+    EXPECT_EQ(r.links.dist, whole.links.dist);
+    EXPECT_LE(recomputed.size(), static_cast<size_t>(g.n));
+    EXPECT_TRUE(std::is_sorted(recomputed.begin(), recomputed.end()));
+  }
+}
+
+TEST(UpdateGraphStage, RecomputesOnlyNearAFewAddedRows) {
+  // Few neighbours and three added rows: the rows that can change are a small part, computed as
+  // a part of the graph rather than in the whole pass.
+  const SynthData d = faces(3003, 43);
+  const Matrix x = unit(d.features);
+  KnnOptions o;
+  o.k = 5;
+  o.index = KnnIndex::Flat;
+  for (const Density density : {Density::OneStep, Density::Full}) {
+    GraphParams p;
+    p.density = density;
+    p.ndde_k = 5;
+    KnnGraph g = build_knn(rows(x, 0, 3000), o);
+    GraphResult r = run_graph_stage(g, p);
+    const KnnExtension e = extend_knn(g, rows(x, 0, 3000), rows(x, 3000, 3));
+    apply_extension(g, e);
+    const std::vector<int64_t> recomputed = update_graph_stage(g, e.changed, p, r);
+    const GraphResult whole = run_graph_stage(g, p);
+    EXPECT_EQ(r.density, whole.density);
+    EXPECT_EQ(r.links.parent, whole.links.parent);
+    EXPECT_EQ(r.links.dist, whole.links.dist);
+    if (density == Density::OneStep) {
+      EXPECT_LT(recomputed.size(), static_cast<size_t>(g.n / 4));
+      for (int64_t i : e.changed) EXPECT_TRUE(std::binary_search(recomputed.begin(), recomputed.end(), i));
+      for (int64_t i = 3000; i < 3003; ++i) EXPECT_TRUE(std::binary_search(recomputed.begin(), recomputed.end(), i));
+    } else {
+      EXPECT_EQ(recomputed.size(), static_cast<size_t>(g.n));  // the diffusion moves every density
+    }
+  }
+}
+
+TEST(AddFaces, ExactPlanGivesTheScratchPartitionAfterEveryBatch) {
+  const SynthData d = faces(2000, 11);
+  const RunPlan plan = exact_plan();
+  const Matrix first = rows(d.features, 0, 1400);
+  ClusterState s = first_state(plan, unit(first));
+  for (int b = 0; b < 3; ++b) {
+    const int64_t at = 1400 + 200 * b;
+    const ClusterReport added = add_faces(s, rows(d.features, at, 200), nullptr, "batch");
+    const ClusterReport scratch = run(plan, unit(rows(d.features, 0, at + 200)));
+    ASSERT_EQ(added.labels.size(), static_cast<size_t>(at + 200));
+    EXPECT_EQ(canonical(added.labels), canonical(scratch.labels)) << "after batch " << b;
+  }
+}
+
+TEST(AddFaces, DefaultPlanAgreesWithScratchAndScores) {
+  const SynthData d = faces(3000, 13);
+  const RunPlan plan = default_plan();
+  const Labels gt0 = labels_of(d.labels, 0, 2400);
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 2400)), &gt0);
+  ASSERT_TRUE(s.calibrated);
+  ClusterReport r;
+  for (int b = 0; b < 3; ++b) {
+    const Labels gt = labels_of(d.labels, 2400 + 200 * b, 200);
+    r = add_faces(s, rows(d.features, 2400 + 200 * b, 200), &gt, "batch");
+  }
+  ASSERT_TRUE(r.scored);
+  const ClusterReport scratch = run(plan, unit(d.features), &d.labels);
+  const Scores agree = evaluate(r.labels, scratch.labels);
+  EXPECT_GE(agree.pairwise_f, 0.98);
+  // The scores are those of the labels against every face's true label.
+  EXPECT_DOUBLE_EQ(r.sweep[0].scores.pairwise_f, evaluate(r.labels, d.labels).pairwise_f);
+  EXPECT_EQ(r.sweep[0].tau, s.tau);
+}
+
+TEST(AddFaces, UntouchedClustersKeepTheirIdsAndChangesAreListed) {
+  const SynthData d = faces(2400, 17);
+  const RunPlan plan = exact_plan();
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 1600)));
+  Labels before = s.labels();
+  int64_t unchanged = 0;
+  for (int b = 0; b < 4; ++b) {
+    const ClusterReport r = add_faces(s, rows(d.features, 1600 + 200 * b, 200), nullptr, "batch");
+    const Labels after(r.labels.begin(), r.labels.begin() + static_cast<int64_t>(before.size()));
+    // Earlier cluster -> the labels its faces have now; label -> how many earlier faces have it.
+    std::map<int64_t, std::set<int64_t>> now;
+    std::map<int64_t, int64_t> holders, size;
+    for (size_t i = 0; i < before.size(); ++i) now[before[i]].insert(after[i]), ++holders[after[i]], ++size[before[i]];
+    std::set<int64_t> split, merged_away;
+    for (const auto& c : r.changes) {
+      if (c.kind == ClusterChange::Kind::Split) split.insert(c.id);
+      else merged_away.insert(c.others.begin(), c.others.end());
+    }
+    for (const auto& [id, labels] : now) {
+      const bool same_members = labels.size() == 1 && holders[*labels.begin()] == size[id];
+      if (same_members) {
+        ++unchanged;
+        EXPECT_EQ(*labels.begin(), id) << "cluster " << id << " kept its faces but not its id";
+      }
+      // Every cluster that lost its id or its faces is listed.
+      if (labels.size() > 1) {
+        EXPECT_TRUE(split.count(id)) << "cluster " << id << " split silently";
+      }
+      if (labels.size() == 1 && *labels.begin() != id) {
+        EXPECT_TRUE(merged_away.count(id) || split.count(id)) << "cluster " << id << " lost its id silently";
+      }
+    }
+    before = r.labels;
+  }
+  EXPECT_GT(unchanged, 100);
+}
+
+TEST(AddFaces, CopiesTakeTheirOriginalsLabel) {
+  const SynthData d = faces(1200, 19);
+  const RunPlan plan = exact_plan();
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 1000)));
+  Matrix batch = rows(d.features, 1000, 200);
+  // Rows 0..9 of the batch: copies of earlier faces; rows 10..14: copies of rows 20..24 of the batch.
+  for (int i = 0; i < 10; ++i) std::copy(d.features.row(i * 7), d.features.row(i * 7) + batch.cols, batch.row(i));
+  for (int i = 10; i < 15; ++i) std::copy(batch.row(i + 10), batch.row(i + 10) + batch.cols, batch.row(i));
+  const ClusterReport r = add_faces(s, batch, nullptr, "batch");
+  EXPECT_EQ(s.graph.n, 1000 + 200 - 15);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(r.labels[1000 + i], r.labels[i * 7]);
+  for (int i = 10; i < 15; ++i) EXPECT_EQ(r.labels[1000 + i], r.labels[1000 + i + 10]);
+  // The distinct faces are clustered as a whole run clusters them (which groups copies too).
+  Matrix all(1200, batch.cols);
+  std::copy(d.features.row(0), d.features.row(0) + 1000 * batch.cols, all.row(0));
+  std::copy(batch.row(0), batch.row(0) + 200 * batch.cols, all.row(1000));
+  EXPECT_EQ(canonical(r.labels), canonical(run(plan, unit(all)).labels));
+}
+
+TEST(AddFaces, AFirstRunSmallerThanKGrowsItsLists) {
+  const SynthData d = faces(400, 23);
+  const RunPlan plan = exact_plan(40);
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 25)));
+  EXPECT_EQ(s.graph.k, 25);
+  add_faces(s, rows(d.features, 25, 10), nullptr, "batch");
+  const ClusterReport r = add_faces(s, rows(d.features, 35, 365), nullptr, "batch");
+  EXPECT_EQ(s.graph.k, 40);
+  EXPECT_EQ(canonical(r.labels), canonical(run(plan, unit(d.features)).labels));
+}
+
+TEST(AddFaces, RefusesWhatDoesNotFit) {
+  const SynthData d = faces(600, 29);
+  ClusterState s = first_state(exact_plan(), unit(rows(d.features, 0, 500)));
+  EXPECT_THROW(add_faces(s, Matrix(10, 12), nullptr, "wrong.bin"), Error);
+  const Matrix batch = rows(d.features, 500, 100);
+  const Labels short_gt(5, 1);
+  EXPECT_THROW(add_faces(s, batch, &short_gt, "batch"), Error);
+  add_faces(s, batch, nullptr, "batch");
+  try {
+    add_faces(s, batch, nullptr, "again.bin");
+    FAIL() << "the same batch was added twice";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("added already"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StateFolder, RoundTripsAndReplacesItselfInOneStep) {
+  fctest::TempDir tmp;
+  const SynthData d = faces(1500, 31);
+  const RunPlan plan = default_plan();
+  const Labels gt = labels_of(d.labels, 0, 1200);
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 1200)), &gt);
+  const std::string dir = tmp.file("state");
+  save_state(dir, s, true);
+  EXPECT_THROW(save_state(dir, s, true), Error);  // a first run never replaces a state
+  ClusterState loaded = load_state(dir);
+  EXPECT_EQ(loaded.labels(), s.labels());
+  EXPECT_EQ(loaded.graph.nbrs, s.graph.nbrs);
+  EXPECT_EQ(loaded.link_dists, s.link_dists);
+  EXPECT_EQ(loaded.density, s.density);
+  EXPECT_EQ(loaded.links.parent, s.links.parent);
+  EXPECT_EQ(loaded.calibration.similarity.same_mean, s.calibration.similarity.same_mean);
+  EXPECT_EQ(loaded.tau, s.tau);
+  EXPECT_EQ(loaded.truth, s.truth);
+  // Adding to the loaded state and to the one in memory gives the same.
+  const Labels gt1 = labels_of(d.labels, 1200, 300);
+  const ClusterReport a = add_faces(s, rows(d.features, 1200, 300), &gt1, "batch");
+  const ClusterReport b = add_faces(loaded, rows(d.features, 1200, 300), &gt1, "batch");
+  EXPECT_EQ(a.labels, b.labels);
+  save_state(dir, loaded, false);
+  // One generation is left, CURRENT names it, and the first batch's features are shared by link.
+  std::vector<std::string> gens;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("gen-", 0) == 0) gens.push_back(e.path().filename().string());
+  ASSERT_EQ(gens.size(), 1u);
+  EXPECT_EQ(gens[0], "gen-000001");
+  EXPECT_EQ(load_state(dir).labels(), a.labels);
+}
+
+TEST(StateFolder, RefusesWhatIsNotAStateOfThisVersion) {
+  fctest::TempDir tmp;
+  const SynthData d = faces(300, 37);
+  const ClusterState s = first_state(exact_plan(), unit(d.features));
+  auto message = [](const std::string& dir) {
+    try {
+      load_state(dir);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  EXPECT_NE(message(tmp.file("missing")).find("does not exist"), std::string::npos);
+  fs::create_directories(tmp.file("empty"));
+  EXPECT_NE(message(tmp.file("empty")).find("holds no clustering state"), std::string::npos);
+  const std::string dir = tmp.file("state");
+  save_state(dir, s, true);
+  const std::string gen = dir + "/gen-000000";
+  {  // another format version
+    std::string text = read_text_file(gen + "/state.yaml");
+    const std::string good = read_text_file(gen + "/state.yaml");
+    text.replace(text.find("version: 1"), 10, "version: 9");
+    write_text_file(gen + "/state.yaml", text);
+    EXPECT_NE(message(dir).find("format version 9"), std::string::npos) << message(dir);
+    write_text_file(gen + "/state.yaml", good);
+  }
+  {  // a truncated array
+    const std::string p = gen + "/density.npy";
+    fs::resize_file(p, fs::file_size(p) - 8);
+    EXPECT_NE(message(dir).find("density.npy"), std::string::npos) << message(dir);
+  }
+  {  // a missing one
+    fs::remove(gen + "/density.npy");
+    EXPECT_NE(message(dir).find("density.npy is missing"), std::string::npos) << message(dir);
+  }
+  {  // CURRENT naming nothing
+    write_text_file(dir + "/CURRENT", "gen-000007\n");
+    EXPECT_NE(message(dir).find("missing"), std::string::npos) << message(dir);
+  }
+}
+
+TEST(StateFolder, AKilledSaveLeavesTheOldStateAndIsSweptAway) {
+  fctest::TempDir tmp;
+  const SynthData d = faces(400, 41);
+  ClusterState s = first_state(exact_plan(), unit(rows(d.features, 0, 300)));
+  const std::string dir = tmp.file("state");
+  save_state(dir, s, true);
+  const Labels before = s.labels();
+  // What a save killed before its CURRENT was replaced leaves: a partial generation.
+  fs::create_directories(dir + "/gen-000001.partial");
+  { std::ofstream(dir + "/gen-000001.partial/knn_ids.npy") << "half"; }
+  EXPECT_EQ(load_state(dir).labels(), before);
+  add_faces(s, rows(d.features, 300, 100), nullptr, "batch");
+  save_state(dir, s, false);
+  EXPECT_FALSE(fs::exists(dir + "/gen-000001.partial"));
+  EXPECT_EQ(load_state(dir).labels(), s.labels());
+}
+
+}  // namespace
