@@ -16,12 +16,16 @@ std::function<void()> add_add(CLI::App& app) {
   struct Args {
     std::string state, features, labels, out;
     std::optional<int64_t> dim;
+    bool recalibrate = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--state", a->state, "state folder (written by `cluster --save-state`; replaced by the grown state)")->required();
   cmd->add_option("-f,--features", a->features, "the new faces (.bin, or .npy)")->required();
   cmd->add_option("-d,--dim", a->dim, "feature dimension of a .bin file (default: the state's)");
   cmd->add_option("-l,--labels", a->labels, "true labels of the new faces (.meta): scored with the earlier faces' labels");
+  cmd->add_flag("--recalibrate", a->recalibrate,
+                "fit the calibration (and the automatic tau) again on all faces now; by default that happens once the "
+                "faces have grown by a tenth since it was fitted");
   cmd->add_option("-o,--out", a->out, "results folder: every face so far (pred_labels.meta: the first run's faces, then each batch's)");
   return [a] {
     const StateLock lock(a->state);
@@ -45,7 +49,7 @@ std::function<void()> add_add(CLI::App& app) {
                                                                        << " rows but features " << a->features << " have "
                                                                        << x.rows);
     }
-    const ClusterReport r = add_faces(s, std::move(x), a->labels.empty() ? nullptr : &truth, a->features);
+    const ClusterReport r = add_faces(s, std::move(x), a->labels.empty() ? nullptr : &truth, a->features, a->recalibrate);
     if (!a->out.empty()) {
       StageTimer t("write results to " + a->out);
       write_results(a->out, r);

@@ -60,7 +60,14 @@ std::vector<T> read_npy_array(const std::string& path, std::vector<int64_t>& sha
     FC_CHECK(shape[d] < 0 || shape[d] == h.shape[d],
              path << ": dimension " << d << " is " << h.shape[d] << ", " << shape[d] << " expected");
   shape = h.shape;
-  const int64_t count = h.count();
+  // The element count, checked against the file's size as it is multiplied out (no overflow).
+  int64_t count = 1;
+  const int64_t most = static_cast<int64_t>(size / sizeof(T));
+  for (int64_t dim : h.shape) {
+    FC_CHECK(dim >= 0 && (dim == 0 || count <= most / dim), path << ": its header's shape holds more values than its "
+                                                                 << size << " bytes");
+    count *= dim;
+  }
   FC_CHECK(size == h.data_offset + static_cast<size_t>(count) * sizeof(T),
            path << ": " << size << " bytes, but its header says " << h.data_offset + static_cast<size_t>(count) * sizeof(T)
                 << " (truncated or padded)");

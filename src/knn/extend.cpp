@@ -46,6 +46,54 @@ struct OldCandidate {
   int64_t row, id;
 };
 
+// An old row's list with new candidates (exact inner products) merged in, where the row itself
+// comes first and ahead of every candidate. A distance is a non-increasing function of the inner
+// product (1 - ip), so ranking by (distance, then inner product, then id) is ranking by (inner
+// product, id): the entries keep their distances, the candidates enter by theirs, and exact
+// inner products are computed only for entries whose distance equals another's. Writes the k
+// entries; false when the row does not start with itself ahead of the candidates (the caller
+// ranks everything exactly then).
+template <class ExactIp>
+bool merge_candidates(int64_t i, const int32_t* nb, const float* dist, int k, const std::vector<Scored>& candidates,
+                      ExactIp&& exact_ip, int32_t* out_nb, float* out_d) {
+  if (nb[0] != i) return false;
+  struct Entry {
+    float d, ip;
+    int64_t id;
+  };
+  std::vector<Entry> old, fresh;
+  for (const Scored& c : candidates) {
+    const float dc = std::max(0.f, 1.f - c.ip);
+    if (!(dc > dist[0])) return false;
+    fresh.push_back({dc, c.ip, c.id});
+  }
+  for (int a = 1; a < k && nb[a] >= 0; ++a) old.push_back({dist[a], std::numeric_limits<float>::quiet_NaN(), nb[a]});
+  auto by_distance = [](const Entry& a, const Entry& b) { return a.d < b.d; };
+  std::sort(fresh.begin(), fresh.end(), by_distance);
+  // Inner products where a distance is shared (old entries sit sorted by distance already).
+  for (size_t a = 0; a < old.size(); ++a) {
+    const bool shared = (a > 0 && old[a - 1].d == old[a].d) || (a + 1 < old.size() && old[a + 1].d == old[a].d) ||
+                        std::binary_search(fresh.begin(), fresh.end(), old[a], by_distance);
+    if (shared) old[a].ip = exact_ip(old[a].id);
+  }
+  auto before = [](const Entry& a, const Entry& b) {
+    if (a.d != b.d) return a.d < b.d;
+    return a.ip > b.ip || (a.ip == b.ip && a.id < b.id);
+  };
+  std::sort(fresh.begin(), fresh.end(), before);
+  std::stable_sort(old.begin(), old.end(), before);
+  std::vector<Entry> merged(old.size() + fresh.size());
+  std::merge(old.begin(), old.end(), fresh.begin(), fresh.end(), merged.begin(), before);
+  out_nb[0] = nb[0];
+  out_d[0] = dist[0];
+  for (int a = 1; a < k; ++a) {
+    const bool has = static_cast<size_t>(a - 1) < merged.size();
+    out_nb[a] = has ? static_cast<int32_t>(merged[static_cast<size_t>(a - 1)].id) : -1;
+    out_d[a] = has ? merged[static_cast<size_t>(a - 1)].d : std::numeric_limits<float>::infinity();
+  }
+  return true;
+}
+
 // Rows of the products: new rows in chunks against blocks of the rows searched; fixed shapes for
 // the bf16 kernels (each new shape compiles one).
 constexpr int64_t kChunkRows = 64, kBlockRows = 4096;
@@ -156,18 +204,26 @@ KnnExtension extend_knn(const KnnGraph& g, const Matrix& old_rows, const Matrix&
     const int64_t i = found[static_cast<size_t>(starts[r])].row;
     std::vector<Scored> pool;
     pool.reserve(static_cast<size_t>(k) + static_cast<size_t>(starts[r + 1] - starts[r]));
-    for (int a = 0; a < k; ++a) {
-      const int32_t j = g.nbr_row(i)[a];
-      if (j >= 0) pool.push_back({exact_inner_product(old_rows.row(i), feature(j), d), j});
-    }
+    float best = -std::numeric_limits<float>::infinity();
     for (int64_t e = starts[r]; e < starts[r + 1]; ++e) {
       const int64_t id = found[static_cast<size_t>(e)].id;
       pool.push_back({exact_inner_product(old_rows.row(i), feature(id), d), id});
+      best = std::max(best, pool.back().ip);
     }
-    std::vector<float> ip(static_cast<size_t>(k));
-    std::vector<int64_t> ids(static_cast<size_t>(k));
-    keep_best_scored(pool, k, ip.data(), ids.data());
-    store_row(i, ip.data(), ids.data(), k, lists.nbr_row(r), lists.dist_row(r));
+    // No candidate reaches the k-th place (its distance 1 - ip holds ip to float rounding): the
+    // list stays, without scoring its k entries again.
+    if (g.nbr_row(i)[k - 1] >= 0 && best < 1.f - g.dist_row(i)[k - 1] - kCandidateMargin) continue;
+    auto exact_ip = [&](int64_t j) { return exact_inner_product(old_rows.row(i), feature(j), d); };
+    if (!merge_candidates(i, g.nbr_row(i), g.dist_row(i), k, pool, exact_ip, lists.nbr_row(r), lists.dist_row(r))) {
+      for (int a = 0; a < k; ++a) {
+        const int32_t j = g.nbr_row(i)[a];
+        if (j >= 0) pool.push_back({exact_ip(j), j});
+      }
+      std::vector<float> ip(static_cast<size_t>(k));
+      std::vector<int64_t> ids(static_cast<size_t>(k));
+      keep_best_scored(pool, k, ip.data(), ids.data());
+      store_row(i, ip.data(), ids.data(), k, lists.nbr_row(r), lists.dist_row(r));
+    }
     differs[static_cast<size_t>(r)] = !std::equal(lists.nbr_row(r), lists.nbr_row(r) + k, g.nbr_row(i));
   }
   // Only the rows whose lists took in a new row are kept.

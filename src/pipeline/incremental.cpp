@@ -196,6 +196,9 @@ std::string manifest_text(const ClusterState& s) {
   y << YAML::Key << "faces" << YAML::Value << s.faces();
   y << YAML::Key << "distinct" << YAML::Value << s.graph.n;
   y << YAML::Key << "tau" << YAML::Value << s.tau;
+  y << YAML::Key << "tau_automatic" << YAML::Value << s.tau_automatic;
+  y << YAML::Key << "calibrate" << YAML::Value << calibrate_name(s.auto_calibrate ? CalibrateMode::Auto : CalibrateMode::Off);
+  y << YAML::Key << "calibrated_on" << YAML::Value << s.calibrated_on;
   y << YAML::Key << "next_id" << YAML::Value << s.next_id;
   y << YAML::Key << "bins" << YAML::Value << s.bins;
   y << YAML::Key << "labels" << YAML::Value << !s.truth.empty();
@@ -292,6 +295,9 @@ ClusterState state_from_run(const RunPlan& plan, const Matrix& x, const ClusterR
   s.params = r.params;
   s.calibrated = r.calibration.has_value();
   if (s.calibrated) s.calibration = *r.calibration;
+  s.calibrated_on = r.graph.n;
+  s.auto_calibrate = plan.calibrate == CalibrateMode::Auto;
+  s.tau_automatic = plan.tau_automatic;
   s.tau = r.chosen_tau();
   s.bins = plan.bins;
   const int64_t faces = static_cast<int64_t>(r.labels.size());
@@ -441,6 +447,9 @@ ClusterState load_state(const std::string& dir_name) {
     s.k = y["k"].as<int>();
     s.knn_index = y["knn_index"].as<std::string>();
     s.tau = y["tau"].as<double>();
+    s.tau_automatic = y["tau_automatic"].as<bool>();
+    s.auto_calibrate = parse_calibrate(y["calibrate"].as<std::string>()) == CalibrateMode::Auto;
+    s.calibrated_on = y["calibrated_on"].as<int64_t>();
     s.next_id = y["next_id"].as<int64_t>();
     s.bins = y["bins"].as<int>();
     s.params = read_params(y["graph"]);
@@ -495,7 +504,7 @@ ClusterState load_state(const std::string& dir_name) {
   return s;
 }
 
-ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const std::string& source) {
+ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const std::string& source, bool recalibrate) {
   FC_CHECK(x.rows > 0, source << ": no faces to add");
   FC_CHECK(x.cols == s.dim, source << ": the new faces have " << x.cols << " dimensions, the clustering's have " << s.dim);
   FC_CHECK(!truth || static_cast<int64_t>(truth->size()) == x.rows,
@@ -547,10 +556,51 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
 
   GraphResult gr{std::move(s.density), std::move(s.links)};
   std::vector<int64_t> recomputed;
+  std::vector<std::string> decisions, notes;
   if (fresh.rows > 0) {
     apply_extension(s.graph, e);
     s.features.data.insert(s.features.data.end(), fresh.row(0), fresh.row(0) + fresh.rows * fresh.cols);
     s.features.rows += fresh.rows;
+  }
+  const bool grown = kRecalibrateEvery * (s.graph.n - s.calibrated_on) >= s.calibrated_on;
+  auto enough_pairs = [&] {  // as a whole run needs them (cluster_graph)
+    int64_t pairs = 0;
+    for (int64_t i = 0; i < s.graph.n && pairs < kMinCalibrationPairs; ++i)
+      for (int a = 0; a < s.graph.k; ++a) pairs += s.graph.nbr_row(i)[a] >= 0 && s.graph.nbr_row(i)[a] != i;
+    return pairs >= kMinCalibrationPairs;
+  };
+  if (s.auto_calibrate && (recalibrate || grown) && (s.calibrated || enough_pairs())) {
+    // The whole graph stage again, on a calibration of all faces: what a run from scratch does.
+    Calibration cal;
+    {
+      StageTimer st("calibrate (fitted again on all " + std::to_string(s.graph.n) + " faces)");
+      cal = calibrate_graph(s.graph, s.params);
+    }
+    char why[200];
+    if (s.calibrated)
+      std::snprintf(why, sizeof why, "calibration fitted again on all %" PRId64 " distinct faces (%s; it was fitted on %" PRId64 ")",
+                    s.graph.n, recalibrate ? "asked for" : "they grew by a tenth or more", s.calibrated_on);
+    else
+      std::snprintf(why, sizeof why, "calibration fitted on all %" PRId64 " distinct faces (the first run had too few to fit it)",
+                    s.graph.n);
+    decisions.push_back(why);
+    decisions.push_back(cal.decision);
+    notes = cal.notes;
+    s.calibration = distance_map(cal);
+    s.calibrated = true;
+    s.calibrated_on = s.graph.n;
+    calibrate_rows(s, {}, s.link_dists);
+    gr = run_graph_stage(linking_graph(s), s.params);
+    recomputed.resize(static_cast<size_t>(s.graph.n));
+    std::iota(recomputed.begin(), recomputed.end(), 0);
+    if (s.tau_automatic) {
+      std::string reading, note;
+      StageTimer st("choose tau");
+      s.tau = likelihood_tau(cut_evidence(gr.links, cal, &reading), &note);
+      notes.push_back(reading);
+      decisions.push_back(note);
+    }
+  } else if (fresh.rows > 0) {
     if (s.calibrated) {
       std::vector<int64_t> rows = e.changed;
       for (int64_t i = n0; i < s.graph.n; ++i) rows.push_back(i);
@@ -574,12 +624,14 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
   else s.truth.clear();
 
   ClusterReport r;
-  char line[256];
+  char line[512];
   r.plan = {{"state", "faces " + std::to_string(faces0) + " + " + std::to_string(m) + " added"},
             {"knn", std::string("exact search for the added faces (the first run's lists: ") + s.knn_index + ")"},
             {"k", std::to_string(s.graph.k)},
-            {"calibration", s.calibrated ? "the first run's" : "off (cosine distances)"}};
-  std::snprintf(line, sizeof line, "%.6g (the first run's)", s.tau);
+            {"calibration", s.calibrated ? "fitted on " + std::to_string(s.calibrated_on) + " distinct faces"
+                                         : "off (cosine distances)"}};
+  std::snprintf(line, sizeof line, "%.6g (%s)", s.tau,
+                s.tau_automatic && s.calibrated ? "the likelihood cut when the calibration was fitted" : "fixed");
   r.plan.push_back({"tau", line});
   r.params = s.params;
   const Labels labels = s.labels();
@@ -597,11 +649,14 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     started.erase(std::unique(started.begin(), started.end()), started.end());
     std::snprintf(line, sizeof line,
                   "%" PRId64 " faces added (%" PRId64 " copies of earlier faces): %" PRId64 " joined earlier clusters, %" PRId64
-                  " are in %zu new ones; %zu earlier cluster(s) changed; parents recomputed for %zu of %" PRId64
-                  " distinct faces",
-                  m, copies, joined, m - joined, started.size(), ids.changes.size(), recomputed.size(), s.graph.n);
+                  " are in %zu new ones; %zu earlier cluster(s) changed; they entered the neighbour lists of %zu earlier "
+                  "faces, parents recomputed for %zu of %" PRId64 " distinct faces",
+                  m, copies, joined, m - joined, started.size(), ids.changes.size(), e.changed.size(), recomputed.size(),
+                  s.graph.n);
     r.decisions.push_back(line);
   }
+  r.decisions.insert(r.decisions.end(), decisions.begin(), decisions.end());
+  r.notes = std::move(notes);
   r.changes = std::move(ids.changes);
   SweepEntry entry;
   entry.tau = s.tau;

@@ -298,7 +298,7 @@ PYBIND11_MODULE(_core, m) {
       })
       .def(
           "add",
-          [](ClusterState& s, const py::array& features, py::object gt) {
+          [](ClusterState& s, const py::array& features, py::object gt, bool recalibrate) {
             const Matrix view = features_view(features, "X_new");
             Labels truth;
             if (!gt.is_none()) truth = labels_from(gt.cast<py::array>(), "y");
@@ -309,12 +309,12 @@ PYBIND11_MODULE(_core, m) {
               std::copy(view.row(0), view.row(0) + view.rows * view.cols, x.data.begin());
               // On failure the state is left as it was: the addition works on a copy.
               ClusterState grown = s;
-              r = add_faces(grown, std::move(x), gt.is_none() ? nullptr : &truth, "X_new");
+              r = add_faces(grown, std::move(x), gt.is_none() ? nullptr : &truth, "X_new", recalibrate);
               s = std::move(grown);
             }
             return report_tuple(r);
           },
-          py::arg("features"), py::arg("gt"))
+          py::arg("features"), py::arg("gt"), py::arg("recalibrate"))
       .def(
           "save",
           [](const ClusterState& s, const std::string& dir) {

@@ -13,8 +13,10 @@
 #include "facecluster/plan.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
+#include "pipeline_helpers.h"
 
 using namespace facecluster;
+using fctest::run_features;
 
 namespace {
 
@@ -33,12 +35,6 @@ RunPlan plan_with(const std::string& calibrate, std::optional<std::vector<double
   return resolve_plan(Job::Cluster, r);
 }
 
-ClusterReport run(const RunPlan& plan, const Matrix& x, const Labels* gt = nullptr) {
-  PipelineInput in;
-  in.features = &x;
-  in.labels = gt;
-  return run_pipeline(plan, in, SimilarityStage{});
-}
 
 SynthData faces(int64_t n, uint64_t seed) {
   SynthOptions o;
@@ -117,8 +113,8 @@ TEST(Duplicates, EveryRowTwiceGivesTheClustersOfEveryRowOnce) {
   for (const char* mode : {"auto", "off"}) {
     SCOPED_TRACE(mode);
     const RunPlan plan = std::string(mode) == "auto" ? plan_with("auto") : plan_with("off", std::vector<double>{0.7});
-    const Labels once = run(plan, s.features).labels;
-    const Labels both = run(plan, x2).labels;
+    const Labels once = run_features(plan, s.features).labels;
+    const Labels both = run_features(plan, x2).labels;
     ASSERT_EQ(both.size(), 4000u);
     for (int64_t i = 0; i < 2000; ++i) {
       ASSERT_EQ(both[i], once[i]) << "row " << i;
@@ -140,8 +136,8 @@ TEST(Duplicates, CopiesOfSomeRowsLeaveTheOthersAlone) {
     for (int64_t c = 0; c < x.cols; ++c) x.row(i)[c] += noise(rng);
   }
   normalize_rows(x, "test");
-  const Labels once = run(plan_with("auto"), s.features).labels;
-  const Labels with = run(plan_with("auto"), x).labels;
+  const Labels once = run_features(plan_with("auto"), s.features).labels;
+  const Labels with = run_features(plan_with("auto"), x).labels;
   for (size_t i = 0; i < rows.size(); ++i) ASSERT_EQ(with[i], once[static_cast<size_t>(rows[i])]) << "row " << i;
 }
 
@@ -149,13 +145,13 @@ TEST(Duplicates, IdenticalRowsFormOneCluster) {
   const SynthData s = faces(200, 5);
   const Matrix same = pick(s.features, std::vector<int64_t>(500, 17));
   for (const RunPlan& plan : {plan_with("auto"), plan_with("off", std::vector<double>{0.7})}) {
-    const Labels l = run(plan, same).labels;
+    const Labels l = run_features(plan, same).labels;
     EXPECT_EQ(std::set<int64_t>(l.begin(), l.end()).size(), 1u);
   }
   // Two faces, each 250 times: two clusters at most, copies together.
   std::vector<int64_t> two(500, 17);
   for (size_t i = 1; i < two.size(); i += 2) two[i] = 150;
-  const Labels l = run(plan_with("auto"), pick(s.features, two)).labels;
+  const Labels l = run_features(plan_with("auto"), pick(s.features, two)).labels;
   for (size_t i = 2; i < l.size(); ++i) EXPECT_EQ(l[i], l[i - 2]);
 }
 
@@ -166,8 +162,8 @@ TEST(Duplicates, CelebaTwiceGivesCelebaOnce) {
   normalize_rows(x, base);
   std::vector<int64_t> twice;
   for (int64_t i = 0; i < x.rows; ++i) twice.push_back(i), twice.push_back(i);
-  const Labels once = run(plan_with("auto", std::nullopt, 80), x).labels;
-  const Labels both = run(plan_with("auto", std::nullopt, 80), pick(x, twice)).labels;
+  const Labels once = run_features(plan_with("auto", std::nullopt, 80), x).labels;
+  const Labels both = run_features(plan_with("auto", std::nullopt, 80), pick(x, twice)).labels;
   Labels first(once.size());
   for (size_t i = 0; i < once.size(); ++i) first[i] = both[2 * i];
   EXPECT_GE(evaluate(first, once).pairwise_f, 0.995);

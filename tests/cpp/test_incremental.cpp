@@ -16,8 +16,10 @@
 #include "facecluster/plan.h"
 #include "facecluster/synth.h"
 #include "helpers.h"
+#include "pipeline_helpers.h"
 
 using namespace facecluster;
+using fctest::run_features;
 namespace fs = std::filesystem;
 
 namespace {
@@ -62,15 +64,9 @@ RunPlan default_plan(int k = 20) {
   return resolve_plan(Job::Cluster, r);
 }
 
-ClusterReport run(const RunPlan& plan, const Matrix& x, const Labels* gt = nullptr) {
-  PipelineInput in;
-  in.features = &x;
-  in.labels = gt;
-  return run_pipeline(plan, in, SimilarityStage{});
-}
 
 ClusterState first_state(const RunPlan& plan, const Matrix& x, const Labels* gt = nullptr) {
-  const ClusterReport r = run(plan, x, gt);
+  const ClusterReport r = run_features(plan, x, gt);
   return state_from_run(plan, x, r, gt);
 }
 
@@ -119,57 +115,54 @@ TEST(ExtendKnn, ListsFlatSearchGivesBitForBit) {
   EXPECT_EQ(g.dists, whole.dists);
 }
 
-TEST(UpdateGraphStage, EqualsTheWholeStageBitForBit) {
-  const SynthData d = faces(1200, 7);
-  const Matrix x = unit(d.features);
+// The graph stage of the first `first` rows of x (k neighbours, flat search), the rest added and
+// the stage updated: checked against the whole stage of the grown graph, bit for bit.
+struct Grown {
+  std::vector<int64_t> recomputed, changed;
+};
+Grown grow_and_check(const Matrix& x, int64_t first, int k, const GraphParams& p) {
   KnnOptions o;
-  o.k = 20;
+  o.k = k;
   o.index = KnnIndex::Flat;
+  KnnGraph g = build_knn(rows(x, 0, first), o);
+  GraphResult r = run_graph_stage(g, p);
+  const KnnExtension e = extend_knn(g, rows(x, 0, first), rows(x, first, x.rows - first));
+  apply_extension(g, e);
+  Grown out{update_graph_stage(g, e.changed, p, r), e.changed};
+  const GraphResult whole = run_graph_stage(g, p);
+  EXPECT_EQ(r.density, whole.density);
+  EXPECT_EQ(r.links.parent, whole.links.parent);
+  EXPECT_EQ(r.links.dist, whole.links.dist);
+  EXPECT_TRUE(std::is_sorted(out.recomputed.begin(), out.recomputed.end()));
+  return out;
+}
+
+TEST(UpdateGraphStage, EqualsTheWholeStageBitForBit) {
+  const Matrix x = unit(faces(1200, 7).features);
   for (const bool tpdi : {true, false}) {
     GraphParams p;
     p.use_tpdi = tpdi;
     p.max_conn = 2;
-    KnnGraph g = build_knn(rows(x, 0, 1000), o);
-    GraphResult r = run_graph_stage(g, p);
-    const KnnExtension e = extend_knn(g, rows(x, 0, 1000), rows(x, 1000, 200));
-    apply_extension(g, e);
-    const std::vector<int64_t> recomputed = update_graph_stage(g, e.changed, p, r);
-    const GraphResult whole = run_graph_stage(g, p);
-    EXPECT_EQ(r.density, whole.density);
-    EXPECT_EQ(r.links.parent, whole.links.parent);
-    EXPECT_EQ(r.links.dist, whole.links.dist);
-    EXPECT_LE(recomputed.size(), static_cast<size_t>(g.n));
-    EXPECT_TRUE(std::is_sorted(recomputed.begin(), recomputed.end()));
+    EXPECT_LE(grow_and_check(x, 1000, 20, p).recomputed.size(), 1200u);
   }
 }
 
 TEST(UpdateGraphStage, RecomputesOnlyNearAFewAddedRows) {
   // Few neighbours and three added rows: the rows that can change are a small part, computed as
   // a part of the graph rather than in the whole pass.
-  const SynthData d = faces(3003, 43);
-  const Matrix x = unit(d.features);
-  KnnOptions o;
-  o.k = 5;
-  o.index = KnnIndex::Flat;
+  const Matrix x = unit(faces(3003, 43).features);
   for (const Density density : {Density::OneStep, Density::Full}) {
     GraphParams p;
     p.density = density;
     p.ndde_k = 5;
-    KnnGraph g = build_knn(rows(x, 0, 3000), o);
-    GraphResult r = run_graph_stage(g, p);
-    const KnnExtension e = extend_knn(g, rows(x, 0, 3000), rows(x, 3000, 3));
-    apply_extension(g, e);
-    const std::vector<int64_t> recomputed = update_graph_stage(g, e.changed, p, r);
-    const GraphResult whole = run_graph_stage(g, p);
-    EXPECT_EQ(r.density, whole.density);
-    EXPECT_EQ(r.links.parent, whole.links.parent);
-    EXPECT_EQ(r.links.dist, whole.links.dist);
+    const Grown g = grow_and_check(x, 3000, 5, p);
+    const auto& done = g.recomputed;
     if (density == Density::OneStep) {
-      EXPECT_LT(recomputed.size(), static_cast<size_t>(g.n / 4));
-      for (int64_t i : e.changed) EXPECT_TRUE(std::binary_search(recomputed.begin(), recomputed.end(), i));
-      for (int64_t i = 3000; i < 3003; ++i) EXPECT_TRUE(std::binary_search(recomputed.begin(), recomputed.end(), i));
+      EXPECT_LT(done.size(), 3003u / 4);
+      for (int64_t i : g.changed) EXPECT_TRUE(std::binary_search(done.begin(), done.end(), i));
+      for (int64_t i = 3000; i < 3003; ++i) EXPECT_TRUE(std::binary_search(done.begin(), done.end(), i));
     } else {
-      EXPECT_EQ(recomputed.size(), static_cast<size_t>(g.n));  // the diffusion moves every density
+      EXPECT_EQ(done.size(), 3003u);  // the diffusion moves every density
     }
   }
 }
@@ -182,7 +175,7 @@ TEST(AddFaces, ExactPlanGivesTheScratchPartitionAfterEveryBatch) {
   for (int b = 0; b < 3; ++b) {
     const int64_t at = 1400 + 200 * b;
     const ClusterReport added = add_faces(s, rows(d.features, at, 200), nullptr, "batch");
-    const ClusterReport scratch = run(plan, unit(rows(d.features, 0, at + 200)));
+    const ClusterReport scratch = run_features(plan, unit(rows(d.features, 0, at + 200)));
     ASSERT_EQ(added.labels.size(), static_cast<size_t>(at + 200));
     EXPECT_EQ(canonical(added.labels), canonical(scratch.labels)) << "after batch " << b;
   }
@@ -200,12 +193,42 @@ TEST(AddFaces, DefaultPlanAgreesWithScratchAndScores) {
     r = add_faces(s, rows(d.features, 2400 + 200 * b, 200), &gt, "batch");
   }
   ASSERT_TRUE(r.scored);
-  const ClusterReport scratch = run(plan, unit(d.features), &d.labels);
+  const ClusterReport scratch = run_features(plan, unit(d.features), &d.labels);
   const Scores agree = evaluate(r.labels, scratch.labels);
   EXPECT_GE(agree.pairwise_f, 0.98);
   // The scores are those of the labels against every face's true label.
   EXPECT_DOUBLE_EQ(r.sweep[0].scores.pairwise_f, evaluate(r.labels, d.labels).pairwise_f);
   EXPECT_EQ(r.sweep[0].tau, s.tau);
+}
+
+TEST(AddFaces, ARecalibrationGivesTheScratchRunsPartition) {
+  // With the calibration fitted again on all faces (and tau chosen again), the clustering is the
+  // scratch run's: the same exact graph, the same fit, the same cut.
+  const SynthData d = faces(3000, 47);
+  const RunPlan plan = default_plan();
+  ClusterState s = first_state(plan, unit(rows(d.features, 0, 2800)));
+  add_faces(s, rows(d.features, 2800, 100), nullptr, "batch");
+  EXPECT_EQ(s.calibrated_on, 2800);  // 3.6% more faces: the first fit stays
+  const ClusterReport r = add_faces(s, rows(d.features, 2900, 100), nullptr, "batch", true);
+  EXPECT_EQ(s.calibrated_on, 3000);
+  const ClusterReport scratch = run_features(plan, unit(d.features));
+  EXPECT_EQ(canonical(r.labels), canonical(scratch.labels));
+  EXPECT_EQ(r.chosen_tau(), scratch.chosen_tau());
+}
+
+TEST(AddFaces, TheCalibrationIsFittedAgainOnceTheFacesGrewByATenth) {
+  const SynthData d = faces(1300, 53);
+  ClusterState s = first_state(default_plan(), unit(rows(d.features, 0, 1000)));
+  add_faces(s, rows(d.features, 1000, 60), nullptr, "batch");
+  EXPECT_EQ(s.calibrated_on, 1000);
+  add_faces(s, rows(d.features, 1060, 60), nullptr, "batch");  // 12% more than the fit saw
+  EXPECT_EQ(s.calibrated_on, 1120);
+  // A first run too small to calibrate gets its calibration once there are pairs to fit.
+  ClusterState tiny = first_state(default_plan(), unit(rows(d.features, 1200, 3)));
+  EXPECT_FALSE(tiny.calibrated);
+  add_faces(tiny, rows(d.features, 1203, 97), nullptr, "batch");
+  EXPECT_TRUE(tiny.calibrated);
+  EXPECT_EQ(tiny.calibrated_on, 100);
 }
 
 TEST(AddFaces, UntouchedClustersKeepTheirIdsAndChangesAreListed) {
@@ -261,7 +284,7 @@ TEST(AddFaces, CopiesTakeTheirOriginalsLabel) {
   Matrix all(1200, batch.cols);
   std::copy(d.features.row(0), d.features.row(0) + 1000 * batch.cols, all.row(0));
   std::copy(batch.row(0), batch.row(0) + 200 * batch.cols, all.row(1000));
-  EXPECT_EQ(canonical(r.labels), canonical(run(plan, unit(all)).labels));
+  EXPECT_EQ(canonical(r.labels), canonical(run_features(plan, unit(all)).labels));
 }
 
 TEST(AddFaces, AFirstRunSmallerThanKGrowsItsLists) {
@@ -272,7 +295,7 @@ TEST(AddFaces, AFirstRunSmallerThanKGrowsItsLists) {
   add_faces(s, rows(d.features, 25, 10), nullptr, "batch");
   const ClusterReport r = add_faces(s, rows(d.features, 35, 365), nullptr, "batch");
   EXPECT_EQ(s.graph.k, 40);
-  EXPECT_EQ(canonical(r.labels), canonical(run(plan, unit(d.features)).labels));
+  EXPECT_EQ(canonical(r.labels), canonical(run_features(plan, unit(d.features)).labels));
 }
 
 TEST(AddFaces, RefusesWhatDoesNotFit) {

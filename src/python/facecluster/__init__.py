@@ -113,14 +113,16 @@ class FaceClusterer:
         self.changes_ = list(self.report_["changes"])
         self._html = html
 
-    def partial_fit(self, X_new, y=None):
+    def partial_fit(self, X_new, y=None, *, recalibrate=False):
         """Add faces (M, D) to the clustering of the last fit or load_state; returns self.
 
         New faces get their neighbours among all faces so far; the rows whose lists they enter
-        are updated, the calibration and tau stay the first fit's. labels_ covers every face so
-        far; ids of clusters the batch did not merge or split stay; changes_ lists those it did
-        (dicts: kind "merged" or "split", id, others, text). y: the batch's true labels (scored
-        with the earlier ones when every batch had them). On an error nothing changes.
+        are updated; the calibration and tau stay until the faces have grown by a tenth since
+        they were fitted (or recalibrate=True), then both are fitted again on all faces. labels_
+        covers every face so far; ids of clusters the batch did not merge or split stay;
+        changes_ lists those it did (dicts: kind "merged" or "split", id, others, text). y: the
+        batch's true labels (scored with the earlier ones when every batch had them). On an
+        error nothing changes.
         """
         state = getattr(self, "_state", None)
         if state is None:
@@ -130,7 +132,7 @@ class FaceClusterer:
             y = np.asarray(y)
             if y.dtype.kind not in "iu":
                 raise TypeError(f"y must hold integer labels, got dtype {y.dtype}")
-        self._take(*state.add(X_new, y))
+        self._take(*state.add(X_new, y, bool(recalibrate)))
         return self
 
     def save_state(self, path):
