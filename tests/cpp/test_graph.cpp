@@ -345,3 +345,35 @@ TEST(GraphParts, PartsGiveTheWholeGraphsDensityAndLinks) {
     }
   }
 }
+
+// The graph stage of a grown graph (incremental.h): a few rows' lists replaced and rows added,
+// the stage updated from the old one, against the whole stage of the new graph, bit for bit.
+TEST(UpdateGraphStage, AGrownRandomGraphGetsTheWholeStagesValues) {
+  for (const int changed_rows : {2, 300}) {  // a small part of the rows, then most of them
+    const int64_t n0 = 2000, added = changed_rows == 2 ? 1 : 200;
+    const int k = 4;
+    const KnnGraph before = random_graph(n0, k, 71, true);
+    KnnGraph after = random_graph(n0 + added, k, 72, true);
+    std::vector<int64_t> changed;
+    for (int64_t i = 0; i < n0; ++i) {
+      if (i % (n0 / changed_rows) == 3) {
+        changed.push_back(i);
+        continue;
+      }
+      std::copy(before.nbr_row(i), before.nbr_row(i) + k, after.nbr_row(i));
+      std::copy(before.dist_row(i), before.dist_row(i) + k, after.dist_row(i));
+    }
+    GraphParams p;
+    p.ndde_k = k;
+    p.max_conn = 2;
+    GraphResult r = run_graph_stage(before, p);
+    const std::vector<int64_t> recomputed = update_graph_stage(after, changed, p, r);
+    const GraphResult whole = run_graph_stage(after, p);
+    EXPECT_EQ(r.density, whole.density);
+    EXPECT_EQ(r.links.parent, whole.links.parent);
+    EXPECT_EQ(r.links.dist, whole.links.dist);
+    if (changed_rows == 2) {
+      EXPECT_LT(recomputed.size(), static_cast<size_t>(n0 / 4));
+    }
+  }
+}

@@ -248,3 +248,30 @@ TEST(Features, SlicesAreTheRowsOfTheWholeFile) {
     EXPECT_NE(std::string(e.what()).find("row 1001 "), std::string::npos) << e.what();
   }
 }
+
+TEST(NpyArrays, RoundTripEachTypeAndRefuseWhatDoesNotMatch) {
+  TempDir tmp;
+  const std::vector<int32_t> ids{1, -1, 7, 2147483647, 0, 5};
+  const std::vector<double> dens{0.5, 1e-300, -2.25};
+  write_npy_array(tmp.file("ids.npy"), ids.data(), {2, 3});
+  write_npy_array(tmp.file("d.npy"), dens.data(), {3});
+  std::vector<int64_t> shape{2, -1};
+  EXPECT_EQ(read_npy_array<int32_t>(tmp.file("ids.npy"), shape), ids);
+  EXPECT_EQ(shape, (std::vector<int64_t>{2, 3}));
+  std::vector<int64_t> any;
+  EXPECT_EQ(read_npy_array<double>(tmp.file("d.npy"), any), dens);
+  auto message = [&](auto read) {
+    try {
+      read();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(read)");
+  };
+  std::vector<int64_t> three{3, -1};
+  EXPECT_NE(message([&] { read_npy_array<int32_t>(tmp.file("ids.npy"), three); }).find("dimension 0 is 2"), std::string::npos);
+  std::vector<int64_t> none;
+  EXPECT_NE(message([&] { read_npy_array<float>(tmp.file("ids.npy"), none); }).find("i4 values"), std::string::npos);
+  std::filesystem::resize_file(tmp.file("d.npy"), std::filesystem::file_size(tmp.file("d.npy")) - 3);
+  EXPECT_NE(message([&] { read_npy_array<double>(tmp.file("d.npy"), none); }).find("truncated"), std::string::npos);
+}
