@@ -92,7 +92,9 @@ bool holds_state(const std::string& dir);
 // Adds faces (raw rows, normalised here as the state says; `truth` their true labels or
 // nullptr; `source` names them in messages) and returns the report of every face so far: labels
 // by cluster id, the changes made to earlier clusters, scores when every batch had labels.
-// recalibrate: fit the calibration again now, whatever the growth (kRecalibrateEvery).
+// recalibrate: fit the calibration again now, whatever the growth (kRecalibrateEvery). Should it
+// fail midway (an error, an interrupt) the state is put back as it was, without copying it
+// (the rows it changes are kept aside).
 ClusterReport add_faces(ClusterState& s, Matrix new_rows, const Labels* truth, const std::string& source,
                         bool recalibrate = false);
 

@@ -265,6 +265,99 @@ void widen_lists(ClusterState& s, int k) {
   s.link_dists = std::move(link);
 }
 
+// What an addition changes in a state, put back should it fail midway (an error, Ctrl-C in the
+// search or in a refit's calibration): the earlier rows whose lists it replaces, the sizes it
+// grows from, the arrays of a few bytes a row, and the few values. The features and the graph
+// are not copied (except before widening the lists of a first run smaller than k: a small one),
+// so an addition needs little memory beyond the state itself.
+class AdditionUndo {
+ public:
+  explicit AdditionUndo(ClusterState& s)
+      : s_(s), n_(s.graph.n), faces_(s.faces()), batches_(s.batches.size()), density_(s.density), links_(s.links),
+        cluster_of_(s.cluster_of), truth_(s.truth), calibration_(s.calibration), calibrated_(s.calibrated),
+        calibrated_on_(s.calibrated_on), next_id_(s.next_id), tau_(s.tau) {}
+  AdditionUndo(const AdditionUndo&) = delete;
+  AdditionUndo& operator=(const AdditionUndo&) = delete;
+  ~AdditionUndo() {
+    if (armed_) restore();
+  }
+  // Before the lists are widened: the whole graph.
+  void keep_graph() {
+    graph_ = s_.graph;
+    link_ = s_.link_dists;
+    whole_graph_ = whole_link_ = true;
+  }
+  // Before a refit recalibrates every row.
+  void keep_link_dists() {
+    if (whole_link_) return;
+    link_ = s_.link_dists;
+    whole_link_ = true;
+  }
+  // Before these earlier rows' lists are replaced.
+  void keep_rows(const std::vector<int64_t>& rows) {
+    if (whole_graph_) return;
+    const int k = s_.graph.k;
+    rows_ = rows;
+    for (int64_t i : rows) {
+      nbrs_.insert(nbrs_.end(), s_.graph.nbr_row(i), s_.graph.nbr_row(i) + k);
+      dists_.insert(dists_.end(), s_.graph.dist_row(i), s_.graph.dist_row(i) + k);
+      if (!s_.link_dists.empty()) row_link_.insert(row_link_.end(), s_.link_dists.begin() + i * k, s_.link_dists.begin() + (i + 1) * k);
+    }
+  }
+  void done() { armed_ = false; }
+
+ private:
+  void restore() {
+    if (whole_graph_) {
+      s_.graph = std::move(graph_);
+    } else {
+      const int64_t k = s_.graph.k;
+      for (size_t r = 0; r < rows_.size(); ++r) {
+        const int64_t i = rows_[r], at = static_cast<int64_t>(r) * k;
+        std::copy(nbrs_.begin() + at, nbrs_.begin() + at + k, s_.graph.nbr_row(i));
+        std::copy(dists_.begin() + at, dists_.begin() + at + k, s_.graph.dist_row(i));
+        if (!row_link_.empty()) std::copy(row_link_.begin() + at, row_link_.begin() + at + k, s_.link_dists.begin() + i * k);
+      }
+      s_.graph.n = n_;
+      s_.graph.nbrs.resize(static_cast<size_t>(n_ * k));
+      s_.graph.dists.resize(static_cast<size_t>(n_ * k));
+    }
+    if (whole_link_) s_.link_dists = std::move(link_);
+    else if (!s_.link_dists.empty()) s_.link_dists.resize(s_.graph.dists.size());
+    s_.features.rows = n_;
+    s_.features.data.resize(static_cast<size_t>(n_ * s_.features.cols));
+    s_.row_of.resize(static_cast<size_t>(faces_));
+    s_.batches.resize(batches_);
+    s_.density = std::move(density_);
+    s_.links = std::move(links_);
+    s_.cluster_of = std::move(cluster_of_);
+    s_.truth = std::move(truth_);
+    s_.calibration = calibration_;
+    s_.calibrated = calibrated_;
+    s_.calibrated_on = calibrated_on_;
+    s_.next_id = next_id_;
+    s_.tau = tau_;
+  }
+
+  ClusterState& s_;
+  bool armed_ = true, whole_graph_ = false, whole_link_ = false;
+  int64_t n_, faces_;
+  size_t batches_;
+  std::vector<double> density_;
+  Links links_;
+  std::vector<int64_t> cluster_of_;
+  Labels truth_;
+  DistanceMap calibration_;
+  bool calibrated_;
+  int64_t calibrated_on_, next_id_;
+  double tau_;
+  KnnGraph graph_;
+  std::vector<float> link_;
+  std::vector<int64_t> rows_;
+  std::vector<int32_t> nbrs_;
+  std::vector<float> dists_, row_link_;
+};
+
 }  // namespace
 
 Labels ClusterState::labels() const {
@@ -516,7 +609,11 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     FC_CHECK(s.batches[b].digest != digest, source << ": these faces were added already (batch " << b
                                                    << " of the state has the same features)");
   const int64_t n0 = s.graph.n, m = x.rows, faces0 = s.faces();
-  if (const int k = static_cast<int>(std::min<int64_t>(s.k, n0 + m)); s.graph.k < k) widen_lists(s, k);
+  AdditionUndo undo(s);
+  if (const int k = static_cast<int>(std::min<int64_t>(s.k, n0 + m)); s.graph.k < k) {
+    undo.keep_graph();
+    widen_lists(s, k);
+  }
 
   // Neighbours among old and new faces; a new face within copy distance of an earlier one is a
   // copy of it (as a whole run groups copies under their first face) and gets no row of its own.
@@ -554,6 +651,9 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     e = extend_knn(s.graph, s.features, fresh);
   }
 
+  const bool grown = kRecalibrateEvery * (n0 + fresh.rows - s.calibrated_on) >= s.calibrated_on;
+  undo.keep_rows(e.changed);
+  if (s.auto_calibrate && (recalibrate || grown)) undo.keep_link_dists();
   GraphResult gr{std::move(s.density), std::move(s.links)};
   std::vector<int64_t> recomputed;
   std::vector<std::string> decisions, notes;
@@ -562,7 +662,6 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     s.features.data.insert(s.features.data.end(), fresh.row(0), fresh.row(0) + fresh.rows * fresh.cols);
     s.features.rows += fresh.rows;
   }
-  const bool grown = kRecalibrateEvery * (s.graph.n - s.calibrated_on) >= s.calibrated_on;
   auto enough_pairs = [&] {  // as a whole run needs them (cluster_graph)
     int64_t pairs = 0;
     for (int64_t i = 0; i < s.graph.n && pairs < kMinCalibrationPairs; ++i)
@@ -622,6 +721,7 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
   if (truth && s.truth.empty()) log_warn(source + ": labels given, but the earlier faces had none; nothing is scored");
   if (scored) s.truth.insert(s.truth.end(), truth->begin(), truth->end());
   else s.truth.clear();
+  undo.done();
 
   ClusterReport r;
   char line[512];

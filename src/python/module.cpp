@@ -307,10 +307,8 @@ PYBIND11_MODULE(_core, m) {
               py::gil_scoped_release release;
               Matrix x(view.rows, view.cols);
               std::copy(view.row(0), view.row(0) + view.rows * view.cols, x.data.begin());
-              // On failure the state is left as it was: the addition works on a copy.
-              ClusterState grown = s;
-              r = add_faces(grown, std::move(x), gt.is_none() ? nullptr : &truth, "X_new", recalibrate);
-              s = std::move(grown);
+              // add_faces puts the state back should it fail midway.
+              r = add_faces(s, std::move(x), gt.is_none() ? nullptr : &truth, "X_new", recalibrate);
             }
             return report_tuple(r);
           },

@@ -4,6 +4,7 @@
 // state folder round-trips, is replaced in one step, and refuses what does not fit it.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <set>
@@ -12,6 +13,7 @@
 #include "facecluster/incremental.h"
 #include "facecluster/io.h"
 #include "facecluster/knn.h"
+#include "facecluster/log.h"
 #include "facecluster/pipeline.h"
 #include "facecluster/plan.h"
 #include "facecluster/synth.h"
@@ -296,6 +298,74 @@ TEST(AddFaces, AFirstRunSmallerThanKGrowsItsLists) {
   const ClusterReport r = add_faces(s, rows(d.features, 35, 365), nullptr, "batch");
   EXPECT_EQ(s.graph.k, 40);
   EXPECT_EQ(canonical(r.labels), canonical(run_features(plan, unit(d.features)).labels));
+}
+
+// Interrupts from the n-th check of an interrupt on (0: never), counting the checks (some come
+// from one thread of a parallel loop, so their number varies a little between runs).
+std::atomic<int> checks{0};
+int interrupt_at = 0;
+bool count_and_interrupt() { return ++checks >= interrupt_at && interrupt_at > 0; }
+
+void expect_same_state(const ClusterState& a, const ClusterState& b) {
+  EXPECT_EQ(a.labels(), b.labels());
+  EXPECT_EQ(a.graph.n, b.graph.n);
+  EXPECT_EQ(a.graph.k, b.graph.k);
+  EXPECT_EQ(a.graph.nbrs, b.graph.nbrs);
+  EXPECT_EQ(a.graph.dists, b.graph.dists);
+  EXPECT_EQ(a.link_dists, b.link_dists);
+  EXPECT_EQ(a.features.data, b.features.data);
+  EXPECT_EQ(a.features.rows, b.features.rows);
+  EXPECT_EQ(a.density, b.density);
+  EXPECT_EQ(a.links.parent, b.links.parent);
+  EXPECT_EQ(a.links.dist, b.links.dist);
+  EXPECT_EQ(a.row_of, b.row_of);
+  EXPECT_EQ(a.truth, b.truth);
+  EXPECT_EQ(a.batches.size(), b.batches.size());
+  EXPECT_EQ(a.calibrated, b.calibrated);
+  EXPECT_EQ(a.calibrated_on, b.calibrated_on);
+  EXPECT_EQ(a.calibration.similarity.same_mean, b.calibration.similarity.same_mean);
+  EXPECT_EQ(a.next_id, b.next_id);
+  EXPECT_EQ(a.tau, b.tau);
+}
+
+TEST(AddFaces, AnInterruptedAdditionLeavesTheStateAsItWas) {
+  const SynthData d = faces(1500, 59);
+  const Labels gt = labels_of(d.labels, 0, 1200), gt_new = labels_of(d.labels, 1200, 300);
+  const ClusterState before = first_state(default_plan(), unit(rows(d.features, 0, 1200)), &gt);
+  const Matrix batch = rows(d.features, 1200, 300);
+  const ClusterState small = first_state(exact_plan(40), unit(rows(d.features, 0, 25)));
+  // An addition that refits: every check of an interrupt it makes, counted on an uninterrupted run.
+  ClusterState whole = before;
+  struct HookScope {
+    HookScope() { set_interrupt_hook(&count_and_interrupt); }
+    ~HookScope() {
+      set_interrupt_hook(nullptr);
+      interrupt_at = 0;
+    }
+  } hook;
+  checks = 0;
+  interrupt_at = 0;
+  add_faces(whole, batch, &gt_new, "batch", true);
+  const int total = checks;
+  ASSERT_GT(total, 3);
+  for (int at : {1, 2, total / 2, total * 3 / 4}) {
+    ClusterState s = before;
+    checks = 0;
+    interrupt_at = at;
+    EXPECT_THROW(add_faces(s, batch, &gt_new, "batch", true), Interrupted) << "check " << at << " of " << total;
+    expect_same_state(s, before);
+  }
+  // The same for a first run smaller than k (its lists widen) and for an error.
+  ClusterState s = small;
+  checks = 0;
+  interrupt_at = 1;
+  EXPECT_THROW(add_faces(s, batch, nullptr, "batch"), Interrupted);
+  expect_same_state(s, small);
+  interrupt_at = 0;
+  s = before;
+  const Labels wrong(7, 1);
+  EXPECT_THROW(add_faces(s, batch, &wrong, "batch"), Error);
+  expect_same_state(s, before);
 }
 
 TEST(AddFaces, RefusesWhatDoesNotFit) {
