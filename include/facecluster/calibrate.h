@@ -131,6 +131,8 @@ struct Calibration {
 // The fewest non-self neighbour pairs a calibration is fitted on; a run on fewer (a handful of
 // distinct faces) links cosine distances with the release's constants instead.
 constexpr int64_t kMinCalibrationPairs = 10;
+// The non-self neighbour pairs of g (what a calibration is fitted on).
+int64_t neighbour_pairs(const KnnGraph& g);
 
 // Fits the calibration on a graph whose distances are 1 - similarity (cosine or learned): the
 // two-view mixture over about 2M sampled neighbour pairs (every r-th row, all its neighbours).
@@ -170,6 +172,9 @@ double expected_root_weight_distance(double p_same, double sigma);
 KnnGraph apply_calibration(const KnnGraph& g, const Calibration& c, int64_t first_row = 0);
 // The same, in place (no second n x k copy at MS1M scale).
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row = 0);
+// The calibrated distances of the rows `rows` of g (row ids, any order) written into `out`
+// (g.n x k, row i at i * k), the others left as they are: rows whose lists changed.
+void calibrate_rows(const KnnGraph& g, const Calibration& c, const std::vector<int64_t>& rows, std::vector<float>& out);
 
 // What apply_calibration needs of a Calibration, kept by an incremental clustering to calibrate
 // the lists of faces added later as the first run calibrated its own: the same-person mixture

@@ -56,6 +56,7 @@ struct ClusterState {
   Labels truth;                  // every face's true label, when every batch had them
   int64_t faces() const { return static_cast<int64_t>(row_of.size()); }
   Labels labels() const;         // every face's cluster id
+  std::vector<double> face_density() const;  // every face's density (a copy, its original's)
 };
 
 // The state of a finished run: `normalized` are its features as the pipeline saw them, `r` its

@@ -1,5 +1,6 @@
 // `facecluster add`: faces added to a clustering kept by `cluster --save-state` (incremental.h).
 #include <cstdio>
+#include <filesystem>
 
 #include "commands.h"
 #include "facecluster/error.h"
@@ -39,7 +40,7 @@ std::function<void()> add_add(CLI::App& app) {
     {
       StageTimer t("read " + a->features);
       // A .npy file says its own shape; a .bin file is read at the state's dimension unless -d says otherwise.
-      const bool npy = a->features.size() >= 4 && a->features.compare(a->features.size() - 4, 4, ".npy") == 0;
+      const bool npy = std::filesystem::path(a->features).extension() == ".npy";
       x = read_features(a->features, a->dim.value_or(npy ? 0 : s.dim));
     }
     Labels truth;

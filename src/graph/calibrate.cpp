@@ -614,22 +614,45 @@ Calibration calibration_from_map(const DistanceMap& m) {
   return c;
 }
 
+namespace {
+// Row `self`'s distances d (its list nb) calibrated in place.
+void calibrate_row(const int32_t* nb, float* d, int k, int64_t self, const Calibration& c, const ExpectedRootWeight& root_weight) {
+  for (int j = 0; j < k; ++j) {
+    if (nb[j] < 0) continue;
+    const double raw = d[j];
+    // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
+    d[j] = nb[j] == self || raw <= 0
+               ? 0.f
+               : static_cast<float>(root_weight.distance(c.same(1.0 - raw)) + c.order_weight * raw / c.order_scale);
+    if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
+  }
+}
+}  // namespace
+
 void calibrate_distances(KnnGraph& g, const Calibration& c, int64_t first_row) {
   const ExpectedRootWeight root_weight(c.params.tpdi_sigma);
 #pragma omp parallel for schedule(static) if (g.n > 5000)
-  for (int64_t i = 0; i < g.n; ++i) {
-    const int32_t* nb = g.nbr_row(i);
-    float* d = g.dist_row(i);
-    for (int j = 0; j < g.k; ++j) {
-      if (nb[j] < 0) continue;
-      const double raw = d[j];
-      // The row itself, and a twin at raw distance 0 (the same embedding), stay at 0.
-      d[j] = nb[j] == first_row + i || raw <= 0
-                 ? 0.f
-                 : static_cast<float>(root_weight.distance(c.same(1.0 - raw)) + c.order_weight * raw / c.order_scale);
-      if (j > 0 && d[j] < d[j - 1]) d[j] = d[j - 1];  // keep rows sorted where self sits late
-    }
+  for (int64_t i = 0; i < g.n; ++i) calibrate_row(g.nbr_row(i), g.dist_row(i), g.k, first_row + i, c, root_weight);
+}
+
+void calibrate_rows(const KnnGraph& g, const Calibration& c, const std::vector<int64_t>& rows, std::vector<float>& out) {
+  FC_CHECK(out.size() == g.dists.size(), "internal: " << out.size() << " calibrated distances for a graph of " << g.dists.size());
+  const ExpectedRootWeight root_weight(c.params.tpdi_sigma);
+  const int64_t k = g.k, count = static_cast<int64_t>(rows.size());
+#pragma omp parallel for schedule(static) if (count > 5000)
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t i = rows[static_cast<size_t>(r)];
+    float* d = out.data() + i * k;
+    std::copy(g.dist_row(i), g.dist_row(i) + k, d);
+    calibrate_row(g.nbr_row(i), d, g.k, i, c, root_weight);
   }
+}
+
+int64_t neighbour_pairs(const KnnGraph& g) {
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int a = 0; a < g.k; ++a) pairs += g.nbr_row(i)[a] >= 0 && g.nbr_row(i)[a] != i;
+  return pairs;
 }
 
 namespace {

@@ -1,5 +1,6 @@
 // The graph stage after rows were added and some lists changed (graph.h, update_graph_stage).
 #include <algorithm>
+#include <numeric>
 
 #include "facecluster/error.h"
 #include "facecluster/graph.h"
@@ -36,7 +37,7 @@ std::vector<int64_t> update_graph_stage(const KnnGraph& g, const std::vector<int
   if (p.density == Density::Full) {  // every density moves with the diffusion: all of it again
     r = run_graph_stage(g, p);
     std::vector<int64_t> all(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(i)] = i;
+    std::iota(all.begin(), all.end(), 0);
     return all;
   }
   std::vector<double> density;

@@ -94,6 +94,14 @@ bool merge_candidates(int64_t i, const int32_t* nb, const float* dist, int k, co
   return true;
 }
 
+// The k best of pool (exact inner products) by build_knn's rule, as row i of a graph.
+void store_best(int64_t i, std::vector<Scored>& pool, int k, int32_t* nb, float* d) {
+  std::vector<float> ip(static_cast<size_t>(k));
+  std::vector<int64_t> ids(static_cast<size_t>(k));
+  keep_best_scored(pool, k, ip.data(), ids.data());
+  store_row(i, ip.data(), ids.data(), k, nb, d);
+}
+
 // Rows of the products: new rows in chunks against blocks of the rows searched; fixed shapes for
 // the bf16 kernels (each new shape compiles one).
 constexpr int64_t kChunkRows = 64, kBlockRows = 4096;
@@ -179,10 +187,7 @@ KnnExtension extend_knn(const KnnGraph& g, const Matrix& old_rows, const Matrix&
     CandidatePool& pool = pools[static_cast<size_t>(j)];
     pool.trim(keep, slack);
     for (Scored& c : pool.items) c.ip = exact_inner_product(new_rows.row(j), feature(c.id), d);
-    std::vector<float> ip(static_cast<size_t>(k));
-    std::vector<int64_t> ids(static_cast<size_t>(k));
-    keep_best_scored(pool.items, k, ip.data(), ids.data());
-    store_row(n0 + j, ip.data(), ids.data(), k, out.added.nbr_row(j), out.added.dist_row(j));
+    store_best(n0 + j, pool.items, k, out.added.nbr_row(j), out.added.dist_row(j));
     std::vector<Scored>().swap(pool.items);
   }
 
@@ -219,10 +224,7 @@ KnnExtension extend_knn(const KnnGraph& g, const Matrix& old_rows, const Matrix&
         const int32_t j = g.nbr_row(i)[a];
         if (j >= 0) pool.push_back({exact_ip(j), j});
       }
-      std::vector<float> ip(static_cast<size_t>(k));
-      std::vector<int64_t> ids(static_cast<size_t>(k));
-      keep_best_scored(pool, k, ip.data(), ids.data());
-      store_row(i, ip.data(), ids.data(), k, lists.nbr_row(r), lists.dist_row(r));
+      store_best(i, pool, k, lists.nbr_row(r), lists.dist_row(r));
     }
     differs[static_cast<size_t>(r)] = !std::equal(lists.nbr_row(r), lists.nbr_row(r) + k, g.nbr_row(i));
   }

@@ -224,29 +224,34 @@ std::string manifest_text(const ClusterState& s) {
   return std::string(y.c_str()) + "\n";
 }
 
-// The calibrated distances of rows `rows` of the state's graph (all rows when empty).
-void calibrate_rows(const ClusterState& s, const std::vector<int64_t>& rows, std::vector<float>& link_dists) {
-  const Calibration cal = calibration_from_map(s.calibration);
-  const int k = s.graph.k;
-  link_dists.resize(s.graph.dists.size());
-  const int64_t count = rows.empty() ? s.graph.n : static_cast<int64_t>(rows.size());
-#pragma omp parallel for schedule(static) if (count > 5000)
-  for (int64_t r = 0; r < count; ++r) {
-    const int64_t i = rows.empty() ? r : rows[static_cast<size_t>(r)];
-    KnnGraph one(1, k);
-    std::copy(s.graph.nbr_row(i), s.graph.nbr_row(i) + k, one.nbr_row(0));
-    std::copy(s.graph.dist_row(i), s.graph.dist_row(i) + k, one.dist_row(0));
-    calibrate_distances(one, cal, i);
-    std::copy(one.dists.begin(), one.dists.end(), link_dists.begin() + i * k);
+// The calibrated distances of the state's rows `rows` (every row when empty) into link_dists.
+void calibrate_state_rows(ClusterState& s, const std::vector<int64_t>& rows) {
+  s.link_dists.resize(s.graph.dists.size());
+  std::vector<int64_t> all;
+  if (rows.empty()) {
+    all.resize(static_cast<size_t>(s.graph.n));
+    std::iota(all.begin(), all.end(), 0);
   }
+  calibrate_rows(s.graph, calibration_from_map(s.calibration), rows.empty() ? all : rows, s.link_dists);
 }
 
-// The graph the links are made on: the kNN graph, its distances calibrated when the state is.
-KnnGraph linking_graph(const ClusterState& s) {
-  KnnGraph g = s.graph;
-  if (s.calibrated) g.dists = s.link_dists;
-  return g;
-}
+// The state's graph with the distances the links are made on (calibrated, when the state is)
+// in place of the kNN distances while it lives: no copy of the graph. The state's calibration
+// must not change meanwhile.
+class LinkingGraph {
+ public:
+  explicit LinkingGraph(ClusterState& s) : s_(s) { swap(); }
+  ~LinkingGraph() { swap(); }
+  LinkingGraph(const LinkingGraph&) = delete;
+  LinkingGraph& operator=(const LinkingGraph&) = delete;
+  const KnnGraph& graph() const { return s_.graph; }
+
+ private:
+  void swap() {
+    if (s_.calibrated) s_.graph.dists.swap(s_.link_dists);
+  }
+  ClusterState& s_;
+};
 
 // A first run on fewer faces than k listed every face in every row (k clamped to the rows);
 // with more faces the lists grow: each row gets empty places at its end, which the added faces
@@ -366,6 +371,12 @@ Labels ClusterState::labels() const {
   return out;
 }
 
+std::vector<double> ClusterState::face_density() const {
+  std::vector<double> out(row_of.size());
+  for (size_t i = 0; i < row_of.size(); ++i) out[i] = density[static_cast<size_t>(row_of[i])];
+  return out;
+}
+
 std::string features_digest(const Matrix& x) {
   uint64_t h = 1469598103934665603ull;
   const auto* p = reinterpret_cast<const unsigned char*>(x.row(0));
@@ -419,7 +430,7 @@ ClusterState state_from_run(const RunPlan& plan, const Matrix& x, const ClusterR
   s.next_id = *std::max_element(s.cluster_of.begin(), s.cluster_of.end()) + 1;
   if (truth) s.truth = *truth;
   s.batches.push_back({faces, r.graph.n, features_digest(x)});
-  if (s.calibrated) calibrate_rows(s, {}, s.link_dists);
+  if (s.calibrated) calibrate_state_rows(s, {});
   return s;
 }
 
@@ -626,14 +637,10 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
   std::vector<int64_t> distinct_new;
   for (int64_t j = 0; j < m; ++j) {
     const int32_t* nb = e.added.nbr_row(j);
-    const float* d = e.added.dist_row(j);
-    for (int a = 0; a < e.added.k && nb[a] >= 0; ++a) {
-      if (nb[a] == n0 + j) continue;
-      if (d[a] > kDuplicateDistance) break;
-      if (nb[a] < n0 + j) {
-        face_row[static_cast<size_t>(j)] = nb[a] < n0 ? nb[a] : face_row[static_cast<size_t>(nb[a] - n0)];
-        break;
-      }
+    for (int a = 0; a < e.added.k; ++a) {
+      if (!lists_a_copy(e.added, j, a, n0 + j) || nb[a] > n0 + j) continue;
+      face_row[static_cast<size_t>(j)] = nb[a] < n0 ? nb[a] : face_row[static_cast<size_t>(nb[a] - n0)];
+      break;
     }
     if (face_row[static_cast<size_t>(j)] < 0) {
       face_row[static_cast<size_t>(j)] = n0 + static_cast<int64_t>(distinct_new.size());
@@ -642,8 +649,10 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
   }
   // face_row of a copy of a new face pointed at that face's final row already (assigned above).
   const int64_t copies = m - static_cast<int64_t>(distinct_new.size());
-  Matrix fresh = x;
-  if (copies > 0) {
+  Matrix fresh;
+  if (copies == 0) {
+    fresh = std::move(x);
+  } else {
     fresh = Matrix(static_cast<int64_t>(distinct_new.size()), x.cols);
     for (size_t t = 0; t < distinct_new.size(); ++t)
       std::copy(x.row(distinct_new[t]), x.row(distinct_new[t]) + x.cols, fresh.row(static_cast<int64_t>(t)));
@@ -662,13 +671,8 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     s.features.data.insert(s.features.data.end(), fresh.row(0), fresh.row(0) + fresh.rows * fresh.cols);
     s.features.rows += fresh.rows;
   }
-  auto enough_pairs = [&] {  // as a whole run needs them (cluster_graph)
-    int64_t pairs = 0;
-    for (int64_t i = 0; i < s.graph.n && pairs < kMinCalibrationPairs; ++i)
-      for (int a = 0; a < s.graph.k; ++a) pairs += s.graph.nbr_row(i)[a] >= 0 && s.graph.nbr_row(i)[a] != i;
-    return pairs >= kMinCalibrationPairs;
-  };
-  if (s.auto_calibrate && (recalibrate || grown) && (s.calibrated || enough_pairs())) {
+  if (s.auto_calibrate && (recalibrate || grown) &&
+      (s.calibrated || neighbour_pairs(s.graph) >= kMinCalibrationPairs)) {  // as a whole run needs them
     // The whole graph stage again, on a calibration of all faces: what a run from scratch does.
     Calibration cal;
     {
@@ -688,8 +692,8 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     s.calibration = distance_map(cal);
     s.calibrated = true;
     s.calibrated_on = s.graph.n;
-    calibrate_rows(s, {}, s.link_dists);
-    gr = run_graph_stage(linking_graph(s), s.params);
+    calibrate_state_rows(s, {});
+    gr = run_graph_stage(LinkingGraph(s).graph(), s.params);
     recomputed.resize(static_cast<size_t>(s.graph.n));
     std::iota(recomputed.begin(), recomputed.end(), 0);
     if (s.tau_automatic) {
@@ -703,9 +707,9 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
     if (s.calibrated) {
       std::vector<int64_t> rows = e.changed;
       for (int64_t i = n0; i < s.graph.n; ++i) rows.push_back(i);
-      calibrate_rows(s, rows, s.link_dists);
+      calibrate_state_rows(s, rows);
     }
-    recomputed = update_graph_stage(linking_graph(s), e.changed, s.params, gr);
+    recomputed = update_graph_stage(LinkingGraph(s).graph(), e.changed, s.params, gr);
   }
   s.density = std::move(gr.density);
   s.links = std::move(gr.links);
@@ -773,8 +777,7 @@ ClusterReport add_faces(ClusterState& s, Matrix x, const Labels* truth, const st
   r.sweep.push_back(entry);
   r.chosen = 0;
   r.labels = labels;
-  r.density.resize(labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) r.density[i] = s.density[static_cast<size_t>(s.row_of[i])];
+  r.density = s.face_density();
   r.links = s.links;
   r.link_summary = summarize_links(r.links);
   if (scored) {

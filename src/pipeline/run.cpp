@@ -13,15 +13,6 @@
 namespace facecluster {
 namespace fs = std::filesystem;
 
-namespace {
-int64_t neighbour_pairs(const KnnGraph& g) {
-  int64_t pairs = 0;
-  for (int64_t i = 0; i < g.n; ++i)
-    for (int a = 0; a < g.k; ++a) pairs += g.nbr_row(i)[a] >= 0 && g.nbr_row(i)[a] != i;
-  return pairs;
-}
-}  // namespace
-
 ClusterReport cluster_graph(const RunPlan& plan, const KnnGraph& g, const Labels* gt) {
   return cluster_graph(plan, KnnGraph(g), gt);
 }

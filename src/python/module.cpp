@@ -291,11 +291,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("dim", [](const ClusterState& s) { return s.dim; })
       .def_property_readonly("tau", [](const ClusterState& s) { return s.tau; })
       .def("labels", [](const ClusterState& s) { return int64_array(s.labels()); })
-      .def("density", [](const ClusterState& s) {
-        std::vector<double> d(s.row_of.size());
-        for (size_t i = 0; i < d.size(); ++i) d[i] = s.density[static_cast<size_t>(s.row_of[i])];
-        return double_array(d);
-      })
+      .def("density", [](const ClusterState& s) { return double_array(s.face_density()); })
       .def(
           "add",
           [](ClusterState& s, const py::array& features, py::object gt, bool recalibrate) {
